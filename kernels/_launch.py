@@ -1,0 +1,147 @@
+"""Host side of the kernels: one dispatch point for every backend.
+
+``get_kernel`` compiles (or fetches from the in-process cache) the fused chunk
+kernel for a (backend, model functions, dynamics, dtype) combination;
+``ChunkKernel.run`` allocates the outputs of one chunk, launches, and returns
+them as numpy arrays. Parameters (model coefficients, learning rates, ...)
+are kernel arguments, so a sweep over them reuses one compiled kernel.
+"""
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from ._cpu import make_cpu_kernel
+from ._cuda import make_cuda_kernel
+from ._dynamics import make_advance
+from ._observe import I_HIST_BINS, I_HIST_GROUPS, REDUCE_GROUP
+from ._philox import normal_pair, step_block, uniform01
+from ._reference import make_numpy_kernel
+
+__all__ = ["ChunkKernel", "get_kernel", "initial_state", "seed_key", "compiled_count"]
+
+_MASK32 = 0xFFFFFFFF
+_KERNELS = {}
+
+
+def seed_key(seed):
+    """Philox key (lo, hi) of a 64-bit seed."""
+    return np.uint64(seed & _MASK32), np.uint64(seed >> 32)
+
+
+def initial_state(init, g_first, n, seed, dtype):
+    """theta_0 of trajectories g_first..g_first+n-1 (random draws use step t = 0)."""
+    if "value" in init:
+        return np.full(n, init["value"], dtype=dtype)
+    key_lo, key_hi = seed_key(seed)
+    g = np.uint64(g_first) + np.arange(n, dtype=np.uint64)
+    w0, w1, w2, w3 = step_block(key_lo, key_hi, g, np.uint64(0), np.uint64(0))
+    if "normal" in init:
+        z, unused = normal_pair(w0, w1)
+        return (init["normal"]["mean"] + init["normal"]["std"] * z).astype(dtype)
+    low, high = init["uniform"]["low"], init["uniform"]["high"]
+    return (low + (high - low) * uniform01(w0)).astype(dtype)
+
+
+def compiled_count():
+    """Number of distinct kernels compiled in this process (specialisations)."""
+    return len(_KERNELS)
+
+
+@dataclass
+class ChunkKernel:
+    """A compiled chunk kernel for one backend, with its compile time."""
+
+    backend: str
+    kernel: object
+    dtype: np.dtype
+    compile_seconds: float = 0.0
+    compiled: bool = False
+
+    def run(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f, boundaries,
+            ts_steps, paths):
+        """Run one chunk; return its outputs (numpy) and the kernel seconds.
+
+        ``paths`` ([M, K] of the point) is updated in place for the rows this
+        chunk owns. The first call includes compilation, timed separately.
+        """
+        n = x_init.shape[0]
+        key_lo, key_hi = seed_key(seed)
+        n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
+        groups, bins = conf_i[I_HIST_GROUPS], conf_i[I_HIST_BINS]
+        copies = numba.get_num_threads() if self.backend == "cpu" else 1
+        out = {
+            "x_final": np.zeros(n, dtype=self.dtype),
+            "fp_steps": np.zeros(n, dtype=np.int64),
+            "div_steps": np.zeros(n, dtype=np.int64),
+            "log_growth": np.zeros(n),
+            "lyap_steps": np.zeros(n, dtype=np.int64),
+            "occupancy": np.zeros((n if boundaries.size else 0, boundaries.size + 1),
+                                  dtype=np.int64),
+            "hist": np.zeros((copies, groups, bins + 2), dtype=np.int64),
+            "ts_partial": np.zeros((n_groups, ts_steps.size, 4)),
+        }
+        args = (x_init, np.uint64(g_first), np.int64(i_first), np.int64(steps), key_lo, key_hi,
+                p, d, conf_i, conf_f, boundaries, ts_steps)
+        names = ("x_final", "fp_steps", "div_steps", "log_growth", "lyap_steps", "occupancy",
+                 "hist", "ts_partial")
+        if not self.compiled:
+            self._compile(args, out, paths)
+        start = time.perf_counter()
+        if self.backend == "cuda":
+            self._run_cuda(args, out, names, paths, n_groups)
+        else:
+            self.kernel(*args, *(out[k] for k in names), paths)
+        seconds = time.perf_counter() - start
+        out["hist"] = out["hist"].sum(axis=0)
+        return out, seconds
+
+    def _compile(self, args, out, paths):
+        # Compile on a one-trajectory, one-step problem so the first real chunk is timed alone.
+        start = time.perf_counter()
+        if self.backend != "numpy":
+            tiny = (args[0][:1],) + args[1:3] + (np.int64(1),) + args[4:]
+            scratch = {k: v[:1].copy() if k not in ("hist",) else v[:1].copy()
+                       for k, v in out.items()}
+            scratch["ts_partial"] = out["ts_partial"][:1].copy()
+            scratch["occupancy"] = out["occupancy"][:1].copy()
+            names = list(scratch)
+            if self.backend == "cuda":
+                self._run_cuda(tiny, scratch, names, paths.copy(), 1)
+            else:
+                self.kernel(*tiny, *(scratch[k] for k in names), paths.copy())
+        self.compile_seconds = time.perf_counter() - start
+        self.compiled = True
+
+    def _run_cuda(self, args, out, names, paths, n_groups):
+        from numba import cuda
+
+        device_args = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
+        device_out = [cuda.to_device(out[k]) for k in names]
+        device_paths = cuda.to_device(paths)
+        self.kernel[n_groups, REDUCE_GROUP](*device_args, *device_out, device_paths)
+        cuda.synchronize()
+        for k, arr in zip(names, device_out):
+            out[k] = arr.copy_to_host()
+        paths[...] = device_paths.copy_to_host()
+
+
+def get_kernel(backend, model, dynamics, dtype, cache=False):
+    """The chunk kernel for a model, a resolved ``[dynamics]`` table and a dtype."""
+    dtype = np.dtype(dtype)
+    noise = dynamics.get("noise", "finite_sum")
+    key = (backend, model.specialisation, dynamics["name"], noise,
+           dtype if backend == "cuda" else None)
+    if key not in _KERNELS:
+        advance = make_advance(model, dynamics["name"], noise)
+        if backend == "cpu":
+            kernel = make_cpu_kernel(advance, model.loss, cache=cache)
+        elif backend == "cuda":
+            kernel = make_cuda_kernel(advance, model.loss, dtype)
+        elif backend == "numpy":
+            kernel = make_numpy_kernel(advance, model.loss)
+        else:
+            raise ValueError(f"unknown backend {backend!r}")
+        _KERNELS[key] = kernel
+    return ChunkKernel(backend, _KERNELS[key], dtype)

@@ -1,0 +1,97 @@
+"""Per-step observable bookkeeping shared by every backend.
+
+Conventions (docs/CONTRACTS.md): theta_0 is the initial state and step
+t = 1..T produces theta_t. After each step a running trajectory is checked,
+in this order: divergence (|theta_t| > threshold or non-finite: it stops at
+once and step t adds nothing), the tangent growth log|d theta_t/d theta_{t-1}|,
+the first passage (theta_t >= above, or <= below), then the histogram,
+occupancy, timeseries and paths at step t; a first passage with ``stop``
+ends the trajectory after step t has been recorded.
+
+Configuration arrives as two small arrays indexed by the constants below so
+that every backend's kernel has the same signature.
+"""
+import numpy as np
+from numba.extending import register_jitable
+
+__all__ = [
+    "I_FP_MODE", "I_FP_STOP", "I_HIST_ON", "I_HIST_BURN", "I_HIST_THIN", "I_HIST_GROUPS",
+    "I_HIST_BINS", "I_LYAP_ON", "I_PATH_COUNT", "I_PATH_EVERY", "I_PER_POINT", "N_CONF_I",
+    "F_FP_LEVEL", "F_DIV_THRESHOLD", "F_HIST_LO", "F_HIST_HI", "N_CONF_F",
+    "FP_NONE", "FP_ABOVE", "FP_BELOW", "diverged", "passed", "histogram_bin", "region",
+    "batch_group", "REDUCE_GROUP",
+]
+
+# Integer configuration slots.
+I_FP_MODE, I_FP_STOP, I_HIST_ON, I_HIST_BURN, I_HIST_THIN, I_HIST_GROUPS = 0, 1, 2, 3, 4, 5
+I_HIST_BINS, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT = 6, 7, 8, 9, 10
+N_CONF_I = 11
+# Float configuration slots.
+F_FP_LEVEL, F_DIV_THRESHOLD, F_HIST_LO, F_HIST_HI = 0, 1, 2, 3
+N_CONF_F = 4
+
+FP_NONE, FP_ABOVE, FP_BELOW = 0, 1, 2
+
+# Trajectories per deterministic reduction group: timeseries sums are formed
+# over each aligned group of this many trajectories in index order, then the
+# groups are added in order, so float sums do not depend on chunks or threads.
+REDUCE_GROUP = 256
+
+_jitable = register_jitable(inline="always")
+
+
+@_jitable
+def diverged(x, conf_f):
+    """True where |x| exceeds the threshold or x is not finite."""
+    return not (abs(x) <= conf_f[F_DIV_THRESHOLD])
+
+
+@_jitable
+def passed(x, conf_i, conf_f):
+    """True where x lies in the first-passage target set."""
+    mode = conf_i[I_FP_MODE]
+    if mode == FP_ABOVE:
+        return x >= conf_f[F_FP_LEVEL]
+    if mode == FP_BELOW:
+        return x <= conf_f[F_FP_LEVEL]
+    return False
+
+
+@_jitable
+def histogram_bin(x, t, conf_i, conf_f):
+    """Histogram slot of state x at step t.
+
+    Returns the bin in 0..bins-1, ``bins`` for below ``lo``, ``bins + 1`` for at
+    or above ``hi``, and -1 when step t is not sampled (before burn-in, off
+    the thinning grid, or histogram off).
+    """
+    if conf_i[I_HIST_ON] == 0 or t < conf_i[I_HIST_BURN]:
+        return -1
+    if (t - conf_i[I_HIST_BURN]) % conf_i[I_HIST_THIN] != 0:
+        return -1
+    bins = conf_i[I_HIST_BINS]
+    lo = conf_f[F_HIST_LO]
+    hi = conf_f[F_HIST_HI]
+    if x < lo:
+        return bins
+    if x >= hi:
+        return bins + 1
+    k = np.int64((x - lo) / (hi - lo) * bins)
+    # Rounding can put x just below hi into bin `bins`; it belongs to the last bin.
+    return min(k, bins - 1)
+
+
+@_jitable
+def region(x, boundaries):
+    """Occupancy region of x: the number of boundaries b with b <= x."""
+    k = 0
+    for b in boundaries:
+        if b <= x:
+            k += 1
+    return k
+
+
+@_jitable
+def batch_group(i, conf_i):
+    """Histogram batch of point-local trajectory i: floor(i * G / N)."""
+    return (i * conf_i[I_HIST_GROUPS]) // conf_i[I_PER_POINT]
