@@ -1,0 +1,247 @@
+"""The experiment-file schema (SPEC 2-5) as data: every table, key, type, default and range.
+
+`sim._config` validates against these tables and `sgdsim models` prints them, so a key is
+described in exactly one place. Cross-key rules that a single `Key` cannot express
+(``lo < hi``, one-of groups, equal list lengths) live in `sim._config` and are listed here
+as ``notes`` so that the printed schema still states them.
+"""
+from dataclasses import dataclass, field
+
+__all__ = [
+    "REQUIRED",
+    "Key",
+    "Entry",
+    "TABLES",
+    "RUN",
+    "MODELS",
+    "DYNAMICS",
+    "INIT",
+    "OBSERVABLES",
+    "USER_MODEL",
+    "SWEEP_NOTES",
+    "NUMERIC_TYPES",
+]
+
+
+class _Required:
+    """Sentinel default of a key that must be given."""
+
+    def __repr__(self):
+        return "REQUIRED"
+
+
+REQUIRED = _Required()
+
+# Key.type values and what they accept:
+#   "int"     an integer (a boolean is not an integer)
+#   "float"   a finite number; integers are accepted and stored as float
+#   "bool"    true or false
+#   "str"     a string, one of `choices` when given
+#   "floats"  a list of finite numbers, stored as floats
+#   "number_or_table"  a finite number, or a table of `keys` (noise_var)
+#   "table"   a table of `keys`
+NUMERIC_TYPES = ("int", "float", "number_or_table")
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key of an experiment table: its type, default and allowed range."""
+
+    type: str
+    default: object = REQUIRED
+    doc: str = ""
+    choices: tuple = ()
+    minimum: object = None      # value >= minimum
+    above: object = None        # value > above
+    below: object = None        # value < below
+    min_len: int = 0            # "floats": at least this many entries
+    max_len: int = 0            # "floats": at most this many entries (0 = no limit)
+    increasing: bool = False    # "floats": strictly increasing
+    keys: dict = field(default_factory=dict)   # "table" / "number_or_table" sub-keys
+    default_doc: str = ""       # how `sgdsim models` shows a computed default
+
+    @property
+    def required(self):
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A named built-in (model, dynamics or observable) and its keys."""
+
+    doc: str
+    keys: dict
+    one_of: tuple = ()          # exactly one of these keys must be given
+    notes: tuple = ()
+
+
+_FINITE_NUMBER = "a finite number"
+
+# [run]: how the experiment is executed. Not sweepable (see SWEEP_NOTES).
+RUN = {
+    "seed": Key("int", 0, "Philox key of the whole run", minimum=0, below=2**64),
+    "trajectories": Key("int", 1000, "trajectories per sweep point", minimum=1),
+    "steps": Key("int", 1000, "update steps per trajectory", minimum=1, below=2**32),
+    "dtype": Key("str", "float64", "floating-point type of the state",
+                 choices=("float32", "float64")),
+    "backend": Key("str", "auto", "auto: cuda if a GPU is usable, else cpu",
+                   choices=("auto", "cpu", "cuda", "numpy")),
+    "chunk": Key("int", 0, "trajectories per kernel launch; 0 = sized to the device",
+                 minimum=0),
+}
+
+_LOGISTIC = {
+    "left": Key("float", REQUIRED, "Sigma as theta -> -inf", minimum=0),
+    "right": Key("float", REQUIRED, "Sigma as theta -> +inf", minimum=0),
+    "center": Key("float", 0.0, "midpoint of the logistic step"),
+    "width": Key("float", REQUIRED, "width of the logistic step", above=0),
+}
+
+MODELS = {
+    "quadratic_finite_sum": Entry(
+        "l_i(theta) = 0.5 * h_i * (theta - c_i)**2, i = 0..n-1; "
+        "L' = mean_i h_i (theta - c_i), Sigma = var_i [h_i (theta - c_i)]",
+        {
+            "curvatures": Key("floats", REQUIRED, "h_i, one per sample", min_len=1),
+            "centers": Key("floats", None, "c_i, same length as curvatures",
+                           default_doc="zeros"),
+        },
+        notes=("centers must have as many entries as curvatures",),
+    ),
+    "polynomial": Entry(
+        "L(theta) = sum_k coefficients[k] * theta**k; as a finite sum n = 2 samples with "
+        "per-sample gradients L'(theta) +- sqrt(Sigma(theta))",
+        {
+            "coefficients": Key("floats", REQUIRED, "coefficients[k] multiplies theta**k",
+                                min_len=1, max_len=12),
+            "noise_var": Key("number_or_table", 1.0,
+                             "Sigma: a number >= 0, or the logistic profile "
+                             "Sigma = left + (right - left) / (1 + exp(-(theta - center) / width))",
+                             minimum=0, keys=_LOGISTIC),
+        },
+    ),
+}
+
+DYNAMICS = {
+    "sgd": Entry(
+        "theta <- theta - lr * (1/B) * sum_{j<B} l'_{z_j}(theta), z_j uniform with replacement; "
+        "noise = \"gaussian\": theta <- theta - lr * (L' + sqrt(Sigma/B) * xi)",
+        {
+            "lr": Key("float", REQUIRED, "step size", above=0),
+            "batch_size": Key("int", 1, "B, samples per step", minimum=1),
+            "noise": Key("str", "finite_sum", "gradient noise model",
+                         choices=("finite_sum", "gaussian")),
+        },
+    ),
+    "gd": Entry(
+        "theta <- theta - lr * L'(theta)",
+        {"lr": Key("float", REQUIRED, "step size", above=0)},
+    ),
+    "langevin": Entry(
+        "Euler-Maruyama for d theta = -L' dt + sqrt(temperature * Sigma) dW (Ito): "
+        "theta <- theta - L' dt + sqrt(temperature * Sigma * dt) * xi",
+        {
+            "dt": Key("float", REQUIRED, "time step", above=0),
+            "temperature": Key("float", REQUIRED, "tau of the SGD-as-SDE picture (tau = lr)",
+                               above=0),
+        },
+    ),
+}
+
+# [init]: exactly one of the three forms; value = 0.0 when [init] is absent.
+INIT = Entry(
+    "initial state theta_0 of every trajectory",
+    {
+        "value": Key("float", REQUIRED, "the same theta_0 for all trajectories"),
+        "normal": Key("table", REQUIRED, "theta_0 ~ N(mean, std**2)", keys={
+            "mean": Key("float", REQUIRED, "mean"),
+            "std": Key("float", REQUIRED, "standard deviation", minimum=0),
+        }),
+        "uniform": Key("table", REQUIRED, "theta_0 ~ U[low, high)", keys={
+            "low": Key("float", REQUIRED, "lower end"),
+            "high": Key("float", REQUIRED, "upper end"),
+        }),
+    },
+    one_of=("value", "normal", "uniform"),
+    notes=("uniform needs low < high", "without [init]: value = 0.0"),
+)
+INIT_DEFAULT = {"value": 0.0}
+
+OBSERVABLES = {
+    "histogram": Entry(
+        "visits of each bin at steps t >= burn_in, every thin steps, all trajectories",
+        {
+            "lo": Key("float", REQUIRED, "lower edge"),
+            "hi": Key("float", REQUIRED, "upper edge"),
+            "bins": Key("int", 100, "number of bins", minimum=1),
+            "burn_in": Key("int", 0, "first step counted", minimum=0),
+            "thin": Key("int", 1, "count every thin-th step", minimum=1),
+        },
+        notes=("lo < hi", "burn_in <= run.steps"),
+    ),
+    "first_passage": Entry(
+        "first step t >= 1 with theta_t >= above (or <= below); -1 if never",
+        {
+            "above": Key("float", REQUIRED, "target set theta >= above"),
+            "below": Key("float", REQUIRED, "target set theta <= below"),
+            "stop": Key("bool", False, "end the trajectory at its first passage"),
+        },
+        one_of=("above", "below"),
+    ),
+    "divergence": Entry(
+        "first step with abs(theta) > threshold or non-finite; the trajectory stops there",
+        {"threshold": Key("float", 1e8, "divergence threshold", above=0)},
+    ),
+    "lyapunov": Entry(
+        "sum over steps of log growth of the tangent dynamics, renormalised every step",
+        {},
+    ),
+    "occupancy": Entry(
+        "steps each trajectory spent in each of len(boundaries) + 1 regions",
+        {"boundaries": Key("floats", REQUIRED, "region boundaries", min_len=1,
+                           increasing=True)},
+        notes=("boundaries strictly increasing",),
+    ),
+    "timeseries": Entry(
+        "ensemble mean, variance and mean loss at `points` recorded steps",
+        {
+            "points": Key("int", 100, "number of recorded steps", minimum=1),
+            "spacing": Key("str", "linear", "spacing of the recorded steps",
+                           choices=("linear", "log")),
+        },
+    ),
+    "paths": Entry(
+        "the first `count` trajectories, every `every` steps",
+        {
+            "count": Key("int", 8, "trajectories recorded", minimum=1),
+            "every": Key("int", 1, "record every this many steps", minimum=1),
+        },
+    ),
+}
+
+# A user model: [model] name = "package.module:object". Every other key of [model] is
+# passed through untouched for the object to read.
+USER_MODEL = Entry(
+    "name = \"package.module:object\": an object (module, class or instance) with plain "
+    "scalar functions that numba can compile for the CPU and as CUDA device functions",
+    {},
+    notes=(
+        "required: gradient(theta) -> L'(theta)",
+        "optional: noise_var(theta) -> Sigma(theta), loss(theta), "
+        "second_derivative(theta), per_sample_gradient(theta, i) with n_samples",
+        "other [model] keys are passed through untouched",
+    ),
+)
+
+SWEEP_NOTES = (
+    "keys are dotted \"table.key\": a numeric key of [model] or [dynamics], or init.value",
+    "each is a non-empty list; every value is checked as if it were the plain key",
+    "several keys form a grid, last key fastest; P = product of the list lengths",
+    "a swept required key (lr, dt, temperature) may be left out of its own table; "
+    "its first value then stands there",
+    "[run] keys are not sweepable: seed is the Philox key of the whole run, "
+    "trajectories and steps fix dataset shapes, dtype/backend/chunk choose the kernel",
+)
+
+# The tables of an experiment file, in the order they are resolved.
+TABLES = ("run", "model", "dynamics", "init", "observables", "sweep")
