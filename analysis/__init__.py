@@ -1,0 +1,78 @@
+"""Post-processing of sgdsim run files: estimates with honest uncertainty, theory, reports.
+
+Imports only numpy, scipy, h5py and matplotlib (never ``kernels``, ``sim`` or numba), so run
+files can be analysed on a laptop. Command line: ``python -m analysis summary|report``.
+"""
+
+from ._estimators import (
+    divergence,
+    divergence_curve,
+    final_moments,
+    first_passage,
+    lyapunov,
+    occupancy_fractions,
+    poisson_rate_interval,
+    region_fractions,
+    restricted_mean,
+    stationary_density,
+    survival_curve,
+    timeseries,
+    wilson_interval,
+)
+from ._read import FORMAT_VERSION, RunFile, RunFileError, open_run
+from ._summary import format_table, summarize, to_json
+from ._theory import (
+    StationaryDensity,
+    TheoryUnavailable,
+    langevin_mfpt,
+    model_functions,
+    point_theory,
+    sgd_lyapunov,
+    sgd_stationary_moments,
+    total_variation,
+)
+from ._theory import stationary_density as theory_stationary_density
+
+
+def write_report(run, out_dir):
+    """Write ``index.html`` and PNG figures for a run file into ``out_dir``; returns the index path.
+
+    Imported lazily so that ``import analysis`` does not load matplotlib.
+    """
+    from ._report import write_report as _write_report
+
+    return _write_report(run, out_dir)
+
+
+__all__ = [
+    "FORMAT_VERSION",
+    "RunFile",
+    "RunFileError",
+    "StationaryDensity",
+    "TheoryUnavailable",
+    "divergence",
+    "divergence_curve",
+    "final_moments",
+    "first_passage",
+    "format_table",
+    "langevin_mfpt",
+    "lyapunov",
+    "model_functions",
+    "occupancy_fractions",
+    "open_run",
+    "point_theory",
+    "poisson_rate_interval",
+    "region_fractions",
+    "restricted_mean",
+    "sgd_lyapunov",
+    "sgd_stationary_moments",
+    "stationary_density",
+    "summarize",
+    "survival_curve",
+    "theory_stationary_density",
+    "timeseries",
+    "to_json",
+    "total_variation",
+    "wilson_interval",
+    "write_report",
+]
