@@ -6,6 +6,10 @@ kernel for a (backend, model functions, dynamics, dtype) combination;
 them as numpy arrays. Parameters (model coefficients, learning rates, ...)
 are kernel arguments, so a sweep over them reuses one compiled kernel.
 """
+import contextlib
+import hashlib
+import os
+import pathlib
 import time
 from dataclasses import dataclass
 
@@ -19,7 +23,7 @@ from ._observe import I_HIST_BINS, I_HIST_GROUPS, REDUCE_GROUP
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
 
-__all__ = ["ChunkKernel", "get_kernel", "initial_state", "seed_key", "compiled_count"]
+__all__ = ["ChunkKernel", "cache_dir", "get_kernel", "initial_state", "seed_key", "compiled_count"]
 
 _MASK32 = 0xFFFFFFFF
 _KERNELS = {}
@@ -127,16 +131,59 @@ class ChunkKernel:
         paths[...] = device_paths.copy_to_host()
 
 
-def get_kernel(backend, model, dynamics, dtype, cache=False):
-    """The chunk kernel for a model, a resolved ``[dynamics]`` table and a dtype."""
+def cache_dir(model):
+    """On-disk kernel cache folder for ``model``, or None when caching is off.
+
+    numba checks only the kernel's own file when it reuses a cached kernel, so
+    the folder is keyed by a fingerprint of every kernels source file, the
+    numba version and, for a user model, its source file: editing any of them
+    compiles afresh instead of loading a stale kernel. ``SGDSIM_CACHE_DIR``
+    moves the cache; ``SGDSIM_CACHE_DIR=off`` disables it.
+    """
+    base = os.environ.get("SGDSIM_CACHE_DIR")
+    if base == "off" or model.fingerprint.startswith("uncached"):
+        return None
+    if base is None:
+        base = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")),
+                            "sgdsim", "kernels")
+    digest = hashlib.sha256(numba.__version__.encode())
+    for source in sorted(pathlib.Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    digest.update(model.fingerprint.encode())
+    return os.path.join(base, digest.hexdigest()[:20])
+
+
+@contextlib.contextmanager
+def _numba_cache_dir(path):
+    # numba picks its cache folder when a function is decorated; set it just for that.
+    previous = numba.config.CACHE_DIR
+    numba.config.CACHE_DIR = path
+    try:
+        yield
+    finally:
+        numba.config.CACHE_DIR = previous
+
+
+def get_kernel(backend, model, dynamics, dtype, cache=True):
+    """The chunk kernel for a model, a resolved ``[dynamics]`` table and a dtype.
+
+    CPU kernels are cached on disk across runs (see ``cache_dir``); the cache
+    holds one kernel per (model functions, dynamics, noise) and numba adds one
+    specialisation per state dtype.
+    """
     dtype = np.dtype(dtype)
     noise = dynamics.get("noise", "finite_sum")
     key = (backend, model.specialisation, dynamics["name"], noise,
            dtype if backend == "cuda" else None)
     if key not in _KERNELS:
         advance = make_advance(model, dynamics["name"], noise)
-        if backend == "cpu":
-            kernel = make_cpu_kernel(advance, model.loss, cache=cache)
+        folder = cache_dir(model) if cache else None
+        if backend == "cpu" and folder is not None:
+            os.makedirs(folder, exist_ok=True)
+            with _numba_cache_dir(folder):
+                kernel = make_cpu_kernel(advance, model.loss, cache=True)
+        elif backend == "cpu":
+            kernel = make_cpu_kernel(advance, model.loss, cache=False)
         elif backend == "cuda":
             kernel = make_cuda_kernel(advance, model.loss, dtype)
         elif backend == "numpy":

@@ -46,6 +46,7 @@ class Model:
     has_samples: bool = True
     has_hess: bool = True
     has_loss: bool = True
+    fingerprint: str = ""
 
     @property
     def specialisation(self):
@@ -247,6 +248,21 @@ def builtin_model(spec):
 _USER_CACHE = {}
 
 
+def _source_fingerprint(obj):
+    """Hash of the file defining a user model (keys the on-disk kernel cache)."""
+    import hashlib
+    import inspect
+    try:
+        path = inspect.getsourcefile(obj if inspect.ismodule(obj) or inspect.isclass(obj)
+                                     else type(obj))
+        if path is None or path.endswith("builtins.py"):
+            path = inspect.getsourcefile(obj.gradient)
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except (TypeError, OSError):
+        return "uncached:" + str(id(obj))
+
+
 def user_model(obj, name):
     """Adapt a user object with plain scalar functions into a Model.
 
@@ -337,6 +353,7 @@ def user_model(obj, name):
 
     model = Model(name, loss, grad, hess, noise_var, noise_var_deriv, n_samples, sample_grad,
                   sample_hess, np.zeros(1), has_samples=u_sg is not None,
-                  has_hess=u_hess is not None, has_loss=u_loss is not None)
+                  has_hess=u_hess is not None, has_loss=u_loss is not None,
+                  fingerprint=_source_fingerprint(obj))
     _USER_CACHE[id(obj)] = (obj, model)
     return model
