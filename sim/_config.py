@@ -43,7 +43,8 @@ class ExperimentError(Exception):
 
     def __str__(self):
         where = _render_key(self.key)
-        parts = [f"{self.file}:"] + ([where] if where else []) + [self.message]
+        parts = ([f"{self.file}:"] if self.file else []) + ([where] if where else [])
+        parts.append(self.message)
         return " ".join(parts)
 
 
