@@ -9,6 +9,7 @@ correlation in the histogram is handled by batch means over independent groups o
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy import stats
@@ -175,7 +176,10 @@ def _kaplan_meier(observed, events):
     fit = stats.ecdf(data).sf
     times = np.asarray(fit.quantiles, dtype=np.float64)
     survival = np.asarray(fit.probabilities, dtype=np.float64)
-    band = fit.confidence_interval(0.95)
+    with warnings.catch_warnings():
+        # scipy warns where the Greenwood band is undefined (S = 0 or 1); those points come back NaN.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        band = fit.confidence_interval(0.95)
     return times, survival, np.asarray(band.low.evaluate(times)), np.asarray(band.high.evaluate(times))
 
 
