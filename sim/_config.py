@@ -15,7 +15,7 @@ import re
 import tomllib
 
 from sim import _schema
-from sim._schema import REQUIRED, Key
+from sim._schema import Key
 
 __all__ = [
     "ExperimentError",
@@ -389,7 +389,7 @@ class _Resolver:
 
     def user_model(self, name, raw):
         module_name, _, attribute = name.partition(":")
-        if not module_name or not attribute:
+        if not module_name or not attribute.isidentifier():
             self.fail("model.name",
                       f'must be a built-in model or "package.module:object" (got {_show(name)})')
         try:
@@ -397,12 +397,11 @@ class _Resolver:
         except Exception as exc:  # any failure to import is the user's module, not ours
             self.fail("model.name", f"cannot import module {module_name} of user model "
                                     f"{_show(name)} ({type(exc).__name__}: {exc})")
-        for part in attribute.split("."):
-            try:
-                target = getattr(target, part)
-            except AttributeError:
-                self.fail("model.name",
-                          f"user model {_show(name)}: {module_name} has no attribute {attribute}")
+        try:
+            target = getattr(target, attribute)
+        except AttributeError:
+            self.fail("model.name",
+                      f"user model {_show(name)}: {module_name} has no attribute {attribute}")
         if not callable(getattr(target, "gradient", None)):
             self.fail("model.name",
                       f"user model {_show(name)} has no callable gradient(theta)")

@@ -227,8 +227,10 @@ USER_MODEL = Entry(
     {},
     notes=(
         "required: gradient(theta) -> L'(theta)",
-        "optional: noise_var(theta) -> Sigma(theta), loss(theta), "
-        "second_derivative(theta), per_sample_gradient(theta, i) with n_samples",
+        "optional: noise_var(theta) -> Sigma(theta) (default 0), noise_var_derivative(theta), "
+        "loss(theta), second_derivative(theta) (needed by lyapunov)",
+        "optional finite sum (needed by sgd noise = \"finite_sum\"): n_samples, "
+        "per_sample_gradient(theta, i), per_sample_second_derivative(theta, i)",
         "other [model] keys are passed through untouched",
     ),
 )
