@@ -269,6 +269,27 @@ def _reflected(fns: ModelFunctions) -> ModelFunctions:
     )
 
 
+def _log_cumulative(log_f, grid, block: int = 200):
+    """log of int_{grid[0]}^{grid[k]} exp(log_f) for every k (cumulative Simpson per block).
+
+    Each block of ``block`` cells is integrated scaled by its own maximum and the blocks are
+    joined with logaddexp, so integrands ranging over e^{+-1000} keep full relative accuracy.
+    """
+    out = np.empty_like(log_f)
+    out[0] = -np.inf
+    running = -np.inf
+    last = grid.size - 1
+    for start in range(0, last, block):
+        stop = min(start + block, last)
+        seg = slice(start, stop + 1)
+        top = log_f[seg].max()
+        part = integrate.cumulative_simpson(np.exp(log_f[seg] - top), x=grid[seg], initial=0.0)
+        with np.errstate(divide="ignore"):
+            out[start + 1: stop + 1] = np.logaddexp(running, top + np.log(part[1:]))
+        running = out[stop]
+    return out
+
+
 def _log_simpson(log_f, grid):
     top = np.max(log_f)
     if not np.isfinite(top):
@@ -306,25 +327,20 @@ def langevin_mfpt(model: dict, temperature: float, start: float, level: float, d
         raise TheoryUnavailable("start is already in the target set")
     tau = float(temperature)
     ratio = _drift_ratio(fns, tau)
-    a, _ = _find_support(fns, tau, x0 - (b - x0), b, lower=True, upper=False)
-    a = min(a, x0 - 1e-3 * (b - x0))
+    # The inner integral from -inf is cut where exp(-Phi)/Sigma is e^-45 below its maximum on
+    # [a, start]; J(y) >= J(start) for every y of the outer integral, so nothing of note is lost.
+    a, _ = _find_support(fns, tau, x0 - (b - x0), x0, lower=True, upper=False)
+    a = min(a, x0 - 1e-9 * max(1.0, abs(x0)))
     inner_grid = np.linspace(a, x0, _GRID_CELLS + 1)
     outer_grid = np.linspace(x0, b, _GRID_CELLS + 1)
     grid = np.concatenate((inner_grid, outer_grid[1:]))
     _check_noise(fns, grid)
     phi = _phi_on_grid(ratio, grid)
     log_speed = -phi - np.log(fns.noise_var(grid))
-    top = log_speed.max()
-    # Inner integral J(y) = int_a^y exp(-Phi)/Sigma, scaled by exp(-top) to stay in range.
-    inner = np.concatenate((
-        integrate.cumulative_simpson(np.exp(log_speed[: inner_grid.size] - top), x=inner_grid, initial=0.0),
-        [0.0] * (outer_grid.size - 1)))
-    inner_outer = integrate.cumulative_simpson(np.exp(log_speed[inner_grid.size - 1:] - top), x=outer_grid,
-                                               initial=0.0)
-    inner[inner_grid.size - 1:] = inner[inner_grid.size - 1] + inner_outer
+    # log J(y), J(y) = int_a^y exp(-Phi)/Sigma, accumulated in log space: J spans any range.
+    log_inner = _log_cumulative(log_speed, grid)
     outer_phi = phi[inner_grid.size - 1:]
-    with np.errstate(divide="ignore"):
-        log_integrand = outer_phi + np.log(inner[inner_grid.size - 1:]) + top
+    log_integrand = outer_phi + log_inner[inner_grid.size - 1:]
     log_time = math.log(2.0 / tau) + _log_simpson(log_integrand, outer_grid)
     out = {"time": _safe_exp(log_time), "log_time": log_time,
            "kramers_time": None, "kramers_log_time": None, "barrier": None, "kramers_slope": None}
