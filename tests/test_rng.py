@@ -1,0 +1,125 @@
+"""Philox4x32 known answers on every backend, and the uniform/normal transforms."""
+import numba
+import numpy as np
+import pytest
+from scipy import stats
+
+from kernels import normal_pair, philox4x32, step_block, uniform01, uniform_index
+from tests.conftest import KAT_FILE, cuda_simulator_subprocess, requires_cuda_sim
+
+
+def test_kat_file_has_both_round_counts(kat_vectors):
+    assert sorted({rounds for rounds, _ in kat_vectors}) == [7, 10]
+    assert len(kat_vectors) == 6
+
+
+def test_known_answers_numpy(kat_vectors):
+    for rounds, v in kat_vectors:
+        arrays = [np.array([x, x], dtype=np.uint64) for x in v[:6]]
+        out = philox4x32(*arrays, rounds)
+        assert [int(w[0]) for w in out] == [int(x) for x in v[6:]]
+        assert [int(w[1]) for w in out] == [int(x) for x in v[6:]]
+
+
+def test_known_answers_cpu(kat_vectors):
+    compiled = numba.njit(lambda c0, c1, c2, c3, k0, k1, r: philox4x32(c0, c1, c2, c3, k0, k1, r))
+    for rounds, v in kat_vectors:
+        out = compiled(*v[:6], rounds)
+        assert [int(w) for w in out] == [int(x) for x in v[6:]]
+
+
+@requires_cuda_sim
+def test_known_answers_cuda_simulator():
+    code = f"""
+import numpy as np
+from numba import cuda
+from kernels import philox4x32
+rows = [l.split() for l in open({str(KAT_FILE)!r}) if l.strip() and not l.startswith('#')]
+vec = np.array([[int(x, 16) for x in r[1:7]] for r in rows], dtype=np.uint64)
+rounds = np.array([int(r[0]) for r in rows], dtype=np.int64)
+out = np.zeros((len(rows), 4), dtype=np.uint64)
+
+@cuda.jit
+def kat(vec, rounds, out):
+    i = cuda.grid(1)
+    if i < out.shape[0]:
+        w = philox4x32(vec[i, 0], vec[i, 1], vec[i, 2], vec[i, 3], vec[i, 4], vec[i, 5], rounds[i])
+        for k in range(4):
+            out[i, k] = w[k]
+
+kat[1, 32](vec, rounds, out)
+expected = [[int(x, 16) for x in r[7:11]] for r in rows]
+assert out.tolist() == expected, (out.tolist(), expected)
+print("ok")
+"""
+    result = cuda_simulator_subprocess(code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def _words(n, seed=11):
+    g = np.arange(n, dtype=np.uint64)
+    return step_block(np.uint64(seed), np.uint64(0), g, np.uint64(3), np.uint64(0))
+
+
+def test_counter_layout_depends_only_on_seed_trajectory_step_block():
+    g = np.arange(1000, dtype=np.uint64)
+    full = step_block(np.uint64(5), np.uint64(1), g, np.uint64(7), np.uint64(2))
+    # The same words come back one trajectory at a time, in any order.
+    for i in (999, 0, 517):
+        single = step_block(np.uint64(5), np.uint64(1), np.uint64(i), np.uint64(7), np.uint64(2))
+        assert [int(w) for w in single] == [int(w[i]) for w in full]
+    # And they differ for another step, block, trajectory or key half.
+    for other in (step_block(np.uint64(5), np.uint64(1), g, np.uint64(8), np.uint64(2)),
+                  step_block(np.uint64(5), np.uint64(1), g, np.uint64(7), np.uint64(3)),
+                  step_block(np.uint64(5), np.uint64(1), g + np.uint64(1 << 32), np.uint64(7),
+                             np.uint64(2)),
+                  step_block(np.uint64(5), np.uint64(2), g, np.uint64(7), np.uint64(2))):
+        assert np.mean(other[0] == full[0]) < 0.01
+
+
+def test_normal_pair_matches_libm_box_muller():
+    w0, w1, _, _ = _words(200_000)
+    z0, z1 = normal_pair(w0, w1)
+    u = (2.0 * w0.astype(np.float64) + 1.0) / 2.0**33
+    r = np.sqrt(-2.0 * np.log(u))
+    phi = 2.0 * np.pi * w1.astype(np.float64) / 2.0**32
+    np.testing.assert_allclose(z0, r * np.cos(phi), rtol=0, atol=1e-13)
+    np.testing.assert_allclose(z1, r * np.sin(phi), rtol=0, atol=1e-13)
+
+
+def test_normal_pair_is_standard_normal():
+    w0, w1, w2, w3 = _words(400_000)
+    z0, z1 = normal_pair(w0, w1)
+    z = np.concatenate([z0, z1])
+    n = z.size
+    assert abs(z.mean()) < 5 / np.sqrt(n)
+    assert abs(z.var() - 1.0) < 5 * np.sqrt(2.0 / n)
+    assert stats.kstest(z, "norm").pvalue > 1e-3
+    # The two halves of a pair are uncorrelated.
+    assert abs(np.corrcoef(z0, z1)[0, 1]) < 5 / np.sqrt(z0.size)
+
+
+def test_normal_pair_compiled_equals_numpy():
+    w0, w1, _, _ = _words(1000)
+    compiled = numba.njit(lambda a, b: normal_pair(a, b))
+    z0, z1 = normal_pair(w0, w1)
+    for i in range(0, 1000, 97):
+        c0, c1 = compiled(w0[i], w1[i])
+        assert abs(c0 - z0[i]) <= 1e-15 * max(1.0, abs(z0[i]))
+        assert abs(c1 - z1[i]) <= 1e-15 * max(1.0, abs(z1[i]))
+
+
+def test_uniform01_is_uniform():
+    w0, _, _, _ = _words(200_000)
+    u = uniform01(w0)
+    assert u.min() >= 0.0 and u.max() < 1.0
+    assert stats.kstest(u, "uniform").pvalue > 1e-3
+
+
+@pytest.mark.parametrize("n", [2, 3, 7])
+def test_uniform_index_is_uniform(n):
+    w0, _, _, _ = _words(300_000)
+    counts = np.bincount(uniform_index(w0, n).astype(np.int64), minlength=n)
+    assert counts.size == n
+    assert stats.chisquare(counts).pvalue > 1e-3
