@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import os
 import pathlib
+import re
 import time
+import warnings
 from dataclasses import dataclass
 
 import numba
@@ -23,9 +25,19 @@ from ._observe import I_HIST_BINS, I_HIST_GROUPS, REDUCE_GROUP
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
 
-__all__ = ["ChunkKernel", "cache_dir", "get_kernel", "initial_state", "seed_key", "compiled_count"]
+__all__ = ["KernelCompileError", "ChunkKernel", "cache_dir", "get_kernel", "initial_state", "seed_key", "compiled_count"]
 
 _MASK32 = 0xFFFFFFFF
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class KernelCompileError(Exception):
+    """The model or dynamics functions could not be compiled (or first run) on a backend."""
+
+    def __init__(self, backend, reason):
+        super().__init__(f"{backend}: {reason}")
+        self.backend = backend
+        self.reason = reason
 _KERNELS = {}
 
 
@@ -46,6 +58,27 @@ def initial_state(init, g_first, n, seed, dtype):
         return (init["normal"]["mean"] + init["normal"]["std"] * z).astype(dtype)
     low, high = init["uniform"]["low"], init["uniform"]["high"]
     return (low + (high - low) * uniform01(w0)).astype(dtype)
+
+
+_NOISE_PREFIXES = ("During", "raised from", "Failed in", "File", "Rejected", "With argument",
+                   "Overload", "There are", "- Of which", ">>>", "No implementation", "^",
+                   "<source elided>", "TypingError")
+
+
+def _compile_failure(exc):
+    """One line saying where in the user's code compilation failed, and why."""
+    text = _ANSI.sub("", str(exc))
+    own = os.path.dirname(os.path.abspath(__file__))
+    lines = [line.strip() for line in text.splitlines()]
+    for index, line in enumerate(lines):
+        match = re.match(r'File "([^"]+)", line (\d+)', line)
+        if match and own not in os.path.abspath(match.group(1)) and "numba" not in match.group(1):
+            before = [l.split(": %")[0] for l in lines[:index]
+                      if l and not l.startswith(_NOISE_PREFIXES) and not l.startswith("def ")]
+            reason = before[-1] if before else "cannot be typed"
+            return f"{os.path.basename(match.group(1))} line {match.group(2)}: {reason}"[:300]
+    first = next((l for l in lines if l), type(exc).__name__)
+    return f"{type(exc).__name__}: {first}"[:300]
 
 
 def compiled_count():
@@ -103,18 +136,22 @@ class ChunkKernel:
 
     def _compile(self, args, out, paths):
         # Compile on a one-trajectory, one-step problem so the first real chunk is timed alone.
+        # Model errors surface here too, on every backend, before any real work.
         start = time.perf_counter()
-        if self.backend != "numpy":
-            tiny = (args[0][:1],) + args[1:3] + (np.int64(1),) + args[4:]
-            scratch = {k: v[:1].copy() if k not in ("hist",) else v[:1].copy()
-                       for k, v in out.items()}
-            scratch["ts_partial"] = out["ts_partial"][:1].copy()
-            scratch["occupancy"] = out["occupancy"][:1].copy()
-            names = list(scratch)
-            if self.backend == "cuda":
-                self._run_cuda(tiny, scratch, names, paths.copy(), 1)
-            else:
-                self.kernel(*tiny, *(scratch[k] for k in names), paths.copy())
+        tiny = (args[0][:1],) + args[1:3] + (np.int64(1),) + args[4:]
+        scratch = {k: v[:1].copy() for k, v in out.items()}
+        names = list(scratch)
+        try:
+            with warnings.catch_warnings():
+                # A failing user model also triggers numba type-safety warnings; the
+                # error below says what matters in one line.
+                warnings.simplefilter("ignore", numba.core.errors.NumbaWarning)
+                if self.backend == "cuda":
+                    self._run_cuda(tiny, scratch, names, paths.copy(), 1)
+                else:
+                    self.kernel(*tiny, *(scratch[k] for k in names), paths.copy())
+        except Exception as exc:
+            raise KernelCompileError(self.backend, _compile_failure(exc)) from exc
         self.compile_seconds = time.perf_counter() - start
         self.compiled = True
 

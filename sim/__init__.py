@@ -1,6 +1,5 @@
 """sgdsim's driver: experiment files, planning and chunking, the run file, the command line."""
 from sim._config import ExperimentError, load_experiment, resolve_experiment
-from sim._runner import run_experiment
 from sim._version import __version__
 
 __all__ = [
@@ -10,3 +9,12 @@ __all__ = [
     "resolve_experiment",
     "run_experiment",
 ]
+
+
+def __getattr__(name):
+    # The runner pulls in numba and the kernels; load it only when a run needs it,
+    # so `sgdsim models`, `sgdsim info` and error paths start fast.
+    if name == "run_experiment":
+        from sim._runner import run_experiment
+        return run_experiment
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")

@@ -127,9 +127,15 @@ def _cmd_run(args):
             raise UsageError(f"{args.experiment}: [run] trajectories = {trajectories} cannot be "
                              f"split into --shard {index}/{count} shards")
     _check_output(args.output, args.overwrite, inputs=[args.experiment])
+    from kernels import KernelCompileError
     from sim._runner import run_experiment
-    run_experiment(experiment, args.output, overwrite=args.overwrite, quiet=args.quiet,
-                   shard=args.shard, source=args.experiment)
+    try:
+        run_experiment(experiment, args.output, overwrite=args.overwrite, quiet=args.quiet,
+                       shard=args.shard, source=args.experiment)
+    except KernelCompileError as exc:
+        raise ExperimentError(args.experiment, "model.name",
+                              f"{experiment['model']['name']!r} cannot be compiled for the "
+                              f"{exc.backend} backend: {exc.reason}") from None
     return 0
 
 
