@@ -76,6 +76,9 @@ def _build_parser():
     run.add_argument("--chunk", type=int, metavar="C", help="override run.chunk")
     run.add_argument("--shard", type=_shard, metavar="I/N",
                      help="run only shard I of N (0 <= I < N); combine with `sgdsim merge`")
+    run.add_argument("--mpi", action="store_true",
+                     help="split the run over the ranks of `mpiexec -n K` (needs mpi4py); "
+                          "rank 0 writes OUT.h5")
     run.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_cmd_run)
@@ -120,6 +123,8 @@ def _cmd_run(args):
     overrides = {f"run.{flag}": getattr(args, flag) for flag in _RUN_FLAGS
                  if getattr(args, flag) is not None}
     experiment = load_experiment(args.experiment, overrides)
+    if args.mpi and args.shard is not None:
+        raise UsageError(f"{PROG} run: --mpi and --shard cannot be combined")
     if args.shard is not None:
         index, count = args.shard
         trajectories = experiment["run"]["trajectories"]
@@ -130,8 +135,9 @@ def _cmd_run(args):
     from kernels import KernelCompileError
     from sim._runner import run_experiment
     try:
+        extra = {"mpi": True} if args.mpi else {}
         run_experiment(experiment, args.output, overwrite=args.overwrite, quiet=args.quiet,
-                       shard=args.shard, source=args.experiment)
+                       shard=args.shard, source=args.experiment, **extra)
     except KernelCompileError as exc:
         raise ExperimentError(args.experiment, "model.name",
                               f"{experiment['model']['name']!r} cannot be compiled for the "

@@ -1,0 +1,186 @@
+"""Checkpoints that survive SIGKILL: a manifest at the output path, parts beside it.
+
+While a run is unfinished the output path holds a small *manifest*: a valid
+run file (format attributes, the resolved experiment, ``complete`` False) whose
+``/checkpoint`` group records the chunk plan and the finished parts. Each part
+(the results of consecutive chunks, see ``_runfile.Piece``) is a small HDF5
+file in the sidecar folder ``OUT.h5.parts/``. Every file is written under a
+temporary name, fsync'ed and renamed into place, and a part is written before
+the manifest that lists it, so a kill at any moment leaves at the output path
+either nothing or a manifest whose parts are all there. When the last chunk is
+done, the parts are combined into the run file (again temporary file, fsync,
+rename over the manifest) and the sidecar is removed.
+"""
+import glob
+import os
+import time
+
+import h5py
+import numpy as np
+
+from ._runfile import atomic_replace, read_piece, root_attrs, write_piece, write_run
+
+__all__ = ["Checkpoint", "PARTS_SUFFIX"]
+
+PARTS_SUFFIX = ".parts"
+
+
+def _tmp_name(path):
+    folder, base = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{base}.{os.getpid()}.tmp")
+
+
+class Checkpoint:
+    """The on-disk state of one run at ``out_path`` (fresh, or loaded for resume)."""
+
+    def __init__(self, out_path, plan, device):
+        self.out_path = os.fspath(out_path)
+        self.parts_dir = self.out_path + PARTS_SUFFIX
+        self.plan = plan
+        self.device = device
+        self.parts = []  # (c0, c1): chunks [c0, c1) of plan.chunks, in order
+        self.earlier_wall = 0.0  # wall seconds of earlier sessions, up to their last save
+        self.session_start = time.perf_counter()
+        self.experiment_text = None
+
+    @property
+    def done(self):
+        """Chunks already saved (a prefix of the plan)."""
+        return self.parts[-1][1] if self.parts else 0
+
+    def clear_stale(self):
+        """Remove a sidecar and temporary files left by an earlier run at this path."""
+        _remove_parts(self.parts_dir, keep=())
+        for stale in glob.glob(os.path.join(os.path.dirname(os.path.abspath(self.out_path)),
+                                            f".{glob.escape(os.path.basename(self.out_path))}"
+                                            f".*.tmp")):
+            _unlink(stale)
+
+    def _part_path(self, c0, c1):
+        return os.path.join(self.parts_dir, f"part-{c0:09d}-{c1:09d}.h5")
+
+    def _wall(self):
+        return self.earlier_wall + (time.perf_counter() - self.session_start)
+
+    def save(self, piece, c0, c1):
+        """Make chunks [c0, c1) durable: write their part, then the manifest listing it."""
+        if c0 != self.done:
+            raise RuntimeError(f"checkpoint parts out of order ({c0} after {self.done})")
+        os.makedirs(self.parts_dir, exist_ok=True)
+        path = self._part_path(c0, c1)
+        tmp = path + ".tmp"
+        with h5py.File(tmp, "w") as f:
+            write_piece(f, piece)
+        atomic_replace(tmp, path)
+        self.parts.append((c0, c1))
+        self._write_manifest()
+
+    def _write_manifest(self):
+        tmp = _tmp_name(self.out_path)
+        plan = self.plan
+        try:
+            with h5py.File(tmp, "w") as f:
+                attrs = root_attrs(plan, self.device, False, wall_seconds=self._wall(),
+                                   experiment_text=self.experiment_text)
+                for key, value in attrs.items():
+                    f.attrs[key] = value
+                group = f.create_group("checkpoint")
+                group.attrs["chunk"] = plan.chunk
+                group.attrs["chunks"] = len(plan.chunks)
+                group.attrs["parts_dir"] = os.path.basename(self.parts_dir)
+                group.create_dataset("parts", data=np.array(self.parts, dtype=np.int64)
+                                     .reshape(-1, 2))
+            atomic_replace(tmp, self.out_path)
+        finally:
+            _unlink(tmp)
+
+    def finish(self, last_piece, c0):
+        """Combine the saved parts and ``last_piece`` (chunks c0..end) into the run file."""
+        plan = self.plan
+        if c0 != self.done:
+            raise RuntimeError(f"final piece starts at chunk {c0}, saved parts end at {self.done}")
+        kernel_seconds = compile_seconds = 0.0
+
+        def pieces():
+            nonlocal kernel_seconds, compile_seconds
+            for c_first, c_last in self.parts:
+                with h5py.File(self._part_path(c_first, c_last), "r") as f:
+                    piece = read_piece(f, plan)
+                    kernel_seconds += piece.kernel_seconds
+                    compile_seconds += piece.compile_seconds
+                    yield piece
+            kernel_seconds += last_piece.kernel_seconds
+            compile_seconds += last_piece.compile_seconds
+            yield last_piece
+
+        tmp = _tmp_name(self.out_path)
+        try:
+            write_run(tmp, plan, pieces(), {})
+            with h5py.File(tmp, "r+") as f:
+                attrs = root_attrs(plan, self.device, True, kernel_seconds, compile_seconds,
+                                   self._wall(), experiment_text=self.experiment_text)
+                for key, value in attrs.items():
+                    f.attrs[key] = value
+            atomic_replace(tmp, self.out_path)
+        finally:
+            _unlink(tmp)
+        _remove_parts(self.parts_dir, keep=())
+
+    @classmethod
+    def load(cls, out_path, make_plan_from):
+        """The checkpoint of an unfinished run file, or None when the file is complete.
+
+        ``make_plan_from(attrs, chunk)`` rebuilds the plan from the manifest.
+        """
+        with h5py.File(out_path, "r") as f:
+            attrs = dict(f.attrs)
+            if bool(attrs.get("complete", False)):
+                return None
+            group = f["checkpoint"]
+            chunk = int(group.attrs["chunk"])
+            n_chunks = int(group.attrs["chunks"])
+            parts = [tuple(int(v) for v in row) for row in group["parts"][()]]
+        plan = make_plan_from(attrs, chunk)
+        if len(plan.chunks) != n_chunks:
+            raise RuntimeError(f"{out_path}: checkpoint plan has {n_chunks} chunks, "
+                               f"rebuilt plan {len(plan.chunks)}")
+        text = attrs["experiment"]
+        ckpt = cls(out_path, plan, str(attrs.get("device", "")))
+        ckpt.experiment_text = text.decode() if isinstance(text, bytes) else str(text)
+        ckpt.parts = parts
+        ckpt.earlier_wall = float(attrs.get("wall_seconds", 0.0))
+        edge = 0
+        for c0, c1 in parts:
+            if c0 != edge or not os.path.isfile(ckpt._part_path(c0, c1)):
+                raise FileNotFoundError(2, "checkpoint part missing", ckpt._part_path(c0, c1))
+            edge = c1
+        keep = {os.path.basename(ckpt._part_path(c0, c1)) for c0, c1 in parts}
+        _remove_parts(ckpt.parts_dir, keep)  # parts written after the last manifest
+        return ckpt
+
+    def remove_leftovers(self):
+        """After a complete file was found: drop a sidecar a kill left behind."""
+        _remove_parts(self.parts_dir, keep=())
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _remove_parts(folder, keep):
+    """Delete our own files (part-*.h5 and *.tmp) in the sidecar, then the folder if empty."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if name in keep:
+            continue
+        if (name.startswith("part-") and name.endswith(".h5")) or name.endswith(".tmp"):
+            _unlink(os.path.join(folder, name))
+    if not keep:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass

@@ -1,0 +1,246 @@
+"""Plan a run: sweep points, the share of trajectories this process runs, and its chunks.
+
+A plan is pure bookkeeping (no kernels are compiled here), so ``merge`` and
+``resume`` can rebuild the plan of a run file written on another machine.
+"""
+import copy
+import importlib
+import itertools
+import tomllib
+from dataclasses import dataclass, field
+
+import numpy as np
+
+import kernels
+from kernels import REDUCE_GROUP
+
+from ._config import ExperimentError
+
+__all__ = ["Plan", "make_plan", "sweep_points", "timeseries_steps", "shard_range",
+           "experiment_toml", "model_for", "check_capabilities", "configuration",
+           "HISTOGRAM_GROUPS", "AUTO_CHUNK"]
+
+HISTOGRAM_GROUPS = 20
+# Automatic chunk size: trajectories per launch (a multiple of REDUCE_GROUP).
+AUTO_CHUNK = {"cpu": 1 << 18, "numpy": 1 << 16, "cuda": 1 << 22}
+
+
+def sweep_points(experiment):
+    """The list of (swept values, point experiment) pairs; last sweep key varies fastest."""
+    sweep = experiment.get("sweep") or {}
+    keys = list(sweep)
+    points = []
+    for values in itertools.product(*(sweep[k] for k in keys)):
+        point = copy.deepcopy(experiment)
+        for key, value in zip(keys, values):
+            table, name = key.split(".", 1)
+            target = point[table]
+            if table == "init" and name == "value":
+                point["init"] = {"value": value}
+                continue
+            target[name] = value
+        points.append((dict(zip(keys, values)), point))
+    return points
+
+
+def timeseries_steps(spec, steps):
+    """Recorded steps of the timeseries observable: linear from 0, or log from 1."""
+    if spec.get("spacing", "linear") == "log":
+        grid = np.geomspace(1, steps, spec["points"])
+    else:
+        grid = np.linspace(0, steps, spec["points"])
+    return np.unique(np.rint(grid).astype(np.int64))
+
+
+def shard_range(per_point, shard):
+    """Point-local trajectories [lo, hi) of shard (i, n).
+
+    Shard i of n starts at floor(floor(i * N / n) / 256) * 256: the SPEC's
+    i * N / n rounded down to a multiple of REDUCE_GROUP, so that every
+    timeseries reduction group lies inside one shard (docs/campaigns.md).
+    """
+    if shard is None:
+        return 0, per_point
+    i, n = shard
+
+    def cut(k):
+        if k >= n:
+            return per_point
+        return (k * per_point // n) // REDUCE_GROUP * REDUCE_GROUP
+
+    return cut(i), cut(i + 1)
+
+
+def model_for(spec):
+    """The kernels.Model of a resolved ``[model]`` table (built-in or user object)."""
+    name = spec["name"]
+    if ":" in name:
+        module_name, attr = name.split(":", 1)
+        obj = getattr(importlib.import_module(module_name), attr)
+        return kernels.user_model(obj, name)
+    return kernels.builtin_model(spec)
+
+
+def check_capabilities(model, point, source):
+    """Bad input when an observable or noise needs a function the model lacks."""
+    if "lyapunov" in point["observables"] and not model.has_hess:
+        raise ExperimentError(source, "observables.lyapunov",
+                              "needs the model's second_derivative")
+    dyn = point["dynamics"]
+    if dyn["name"] == "sgd" and dyn.get("noise", "finite_sum") == "finite_sum" \
+            and not model.has_samples:
+        raise ExperimentError(source, "dynamics.noise",
+                              "finite_sum needs the model's per_sample_gradient and n_samples")
+
+
+def configuration(observables, per_point):
+    """The kernels' (conf_i, conf_f) arrays for the requested observables."""
+    from kernels._observe import (
+        F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, I_FP_MODE,
+        I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN, I_LYAP_ON,
+        I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, N_CONF_F, N_CONF_I,
+    )
+    conf_i = np.zeros(N_CONF_I, dtype=np.int64)
+    conf_f = np.zeros(N_CONF_F)
+    conf_i[I_PER_POINT] = per_point
+    conf_i[I_HIST_GROUPS] = 1
+    conf_i[I_HIST_BINS] = 1
+    conf_i[I_HIST_THIN] = 1
+    conf_i[I_PATH_EVERY] = 1
+    conf_f[F_DIV_THRESHOLD] = np.inf
+    if "histogram" in observables:
+        h = observables["histogram"]
+        conf_i[I_HIST_ON] = 1
+        conf_i[I_HIST_BINS] = h["bins"]
+        conf_i[I_HIST_BURN] = h["burn_in"]
+        conf_i[I_HIST_THIN] = h["thin"]
+        conf_i[I_HIST_GROUPS] = min(HISTOGRAM_GROUPS, per_point)
+        conf_f[F_HIST_LO] = h["lo"]
+        conf_f[F_HIST_HI] = h["hi"]
+    if "first_passage" in observables:
+        fp = observables["first_passage"]
+        conf_i[I_FP_MODE] = FP_ABOVE if "above" in fp else FP_BELOW
+        conf_f[F_FP_LEVEL] = fp["above"] if "above" in fp else fp["below"]
+        conf_i[I_FP_STOP] = int(fp.get("stop", False))
+    if "divergence" in observables:
+        conf_f[F_DIV_THRESHOLD] = observables["divergence"]["threshold"]
+    if "lyapunov" in observables:
+        conf_i[I_LYAP_ON] = 1
+    if "paths" in observables:
+        conf_i[I_PATH_COUNT] = min(observables["paths"]["count"], per_point)
+        conf_i[I_PATH_EVERY] = observables["paths"]["every"]
+    return conf_i, conf_f
+
+
+def _toml_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return repr(value) if np.isfinite(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
+                                for k, v in value.items()) + " }"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return str(value)
+
+
+def _toml_key(key):
+    return key if key.replace("_", "").isalnum() else '"' + key + '"'
+
+
+def experiment_toml(experiment):
+    """The resolved experiment as TOML text (stored in the run file)."""
+    lines = []
+    for table in ("run", "model", "dynamics", "init", "observables", "sweep"):
+        body = experiment.get(table) or {}
+        if table == "sweep" and not body:
+            continue
+        lines.append(f"[{table}]")
+        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in body.items())
+        lines.append("")
+    text = "\n".join(lines)
+    tomllib.loads(text)  # what we store must read back
+    return text
+
+
+@dataclass
+class Plan:
+    """Everything about a run that does not need a kernel.
+
+    ``chunks`` lists (point, a, b): point-local trajectories [a, b) of one
+    launch, in the order they run; their concatenation is this process's
+    share [lo, hi) of point 0, then of point 1, and so on.
+    """
+
+    experiment: dict
+    backend: str
+    dtype: np.dtype
+    points: list
+    per_point: int
+    steps: int
+    seed: int
+    lo: int
+    hi: int
+    chunk: int
+    shard: tuple = None
+    chunks: list = field(default_factory=list)
+    ts_steps: np.ndarray = None
+    boundaries: np.ndarray = None
+    path_count: int = 0
+    path_steps: np.ndarray = None
+    hist_groups: int = 1
+    bins: int = 1
+
+    @property
+    def observables(self):
+        return self.experiment["observables"]
+
+    @property
+    def n_points(self):
+        return len(self.points)
+
+    @property
+    def n_local(self):
+        return self.hi - self.lo
+
+    @property
+    def groups_per_point(self):
+        """Timeseries reduction groups of a whole point (the leaves of its sum tree)."""
+        return -(-self.per_point // REDUCE_GROUP)
+
+
+def make_plan(experiment, backend, shard=None, chunk=None):
+    """The plan of ``experiment`` on an already resolved ``backend`` (no GPU check here).
+
+    ``chunk`` (trajectories per launch) defaults to the experiment's, or the
+    backend's automatic size; it is rounded up to a multiple of REDUCE_GROUP so
+    every chunk starts on a reduction-group boundary.
+    """
+    run = experiment["run"]
+    observables = experiment["observables"]
+    per_point, steps = run["trajectories"], run["steps"]
+    lo, hi = shard_range(per_point, shard)
+    chunk = chunk or run["chunk"] or AUTO_CHUNK[backend]
+    chunk = max(REDUCE_GROUP, -(-chunk // REDUCE_GROUP) * REDUCE_GROUP)
+    points = sweep_points(experiment)
+    path_every = observables["paths"]["every"] if "paths" in observables else 1
+    plan = Plan(
+        experiment=experiment, backend=backend, dtype=np.dtype(run["dtype"]), points=points,
+        per_point=per_point, steps=steps, seed=run["seed"], lo=lo, hi=hi, chunk=chunk,
+        shard=tuple(shard) if shard is not None else None,
+        ts_steps=(timeseries_steps(observables["timeseries"], steps)
+                  if "timeseries" in observables else np.zeros(0, dtype=np.int64)),
+        boundaries=np.asarray(observables.get("occupancy", {}).get("boundaries", []),
+                              dtype=float),
+        path_count=min(observables["paths"]["count"], per_point) if "paths" in observables
+        else 0,
+        path_steps=np.arange(0, steps + 1, path_every, dtype=np.int64),
+        hist_groups=min(HISTOGRAM_GROUPS, per_point) if "histogram" in observables else 1,
+        bins=observables["histogram"]["bins"] if "histogram" in observables else 1,
+    )
+    plan.chunks = [(p, a, min(a + chunk, hi)) for p in range(len(points))
+                   for a in range(lo, hi, chunk)]
+    return plan
