@@ -24,6 +24,9 @@ from ._dynamics import make_advance
 from ._observe import I_HIST_BINS, I_HIST_GROUPS, REDUCE_GROUP
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
+from ._vector_cpu import make_vector_cpu_kernel, make_vector_numpy_kernel
+from ._vector_dynamics import make_vector_advance
+from ._vector_models import VectorModel
 
 __all__ = ["KernelCompileError", "ChunkKernel", "cache_dir", "get_kernel", "initial_state", "seed_key", "compiled_count"]
 
@@ -93,8 +96,14 @@ class ChunkKernel:
     backend: str
     kernel: object
     dtype: np.dtype
+    dim: int = 0          # 0: the scalar (1-D) kernels; d >= 1: the vector kernels
     compile_seconds: float = 0.0
     compiled: bool = False
+
+    @property
+    def ts_columns(self):
+        """Columns of ``ts_partial``: see kernels._observe (TS_*)."""
+        return 4 + 2 * max(self.dim, 1)
 
     def run(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f, boundaries,
             ts_steps, paths):
@@ -108,16 +117,19 @@ class ChunkKernel:
         n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
         groups, bins = conf_i[I_HIST_GROUPS], conf_i[I_HIST_BINS]
         copies = numba.get_num_threads() if self.backend == "cpu" else 1
+        state = (n, self.dim) if self.dim else (n,)
+        hist_shape = (copies, groups, self.dim, bins + 2) if self.dim else (copies, groups,
+                                                                             bins + 2)
         out = {
-            "x_final": np.zeros(n, dtype=self.dtype),
+            "x_final": np.zeros(state, dtype=self.dtype),
             "fp_steps": np.zeros(n, dtype=np.int64),
             "div_steps": np.zeros(n, dtype=np.int64),
             "log_growth": np.zeros(n),
             "lyap_steps": np.zeros(n, dtype=np.int64),
             "occupancy": np.zeros((n if boundaries.size else 0, boundaries.size + 1),
                                   dtype=np.int64),
-            "hist": np.zeros((copies, groups, bins + 2), dtype=np.int64),
-            "ts_partial": np.zeros((n_groups, ts_steps.size, 4)),
+            "hist": np.zeros(hist_shape, dtype=np.int64),
+            "ts_partial": np.zeros((n_groups, ts_steps.size, self.ts_columns)),
         }
         args = (x_init, np.uint64(g_first), np.int64(i_first), np.int64(steps), key_lo, key_hi,
                 p, d, conf_i, conf_f, boundaries, ts_steps)
@@ -212,6 +224,8 @@ def get_kernel(backend, model, dynamics, dtype, cache=True):
     noise = dynamics.get("noise", "finite_sum")
     key = (backend, model.specialisation, dynamics["name"], noise,
            dtype if backend == "cuda" else None)
+    if isinstance(model, VectorModel):
+        return _get_vector_kernel(key, backend, model, dynamics, dtype, cache)
     if key not in _KERNELS:
         advance = make_advance(model, dynamics["name"], noise)
         folder = cache_dir(model) if cache else None
@@ -229,3 +243,24 @@ def get_kernel(backend, model, dynamics, dtype, cache=True):
             raise ValueError(f"unknown backend {backend!r}")
         _KERNELS[key] = kernel
     return ChunkKernel(backend, _KERNELS[key], dtype)
+
+
+def _get_vector_kernel(key, backend, model, dynamics, dtype, cache):
+    if key not in _KERNELS:
+        advance = make_vector_advance(model, dynamics["name"])
+        folder = cache_dir(model) if cache else None
+        if backend == "cpu" and folder is not None:
+            os.makedirs(folder, exist_ok=True)
+            with _numba_cache_dir(folder):
+                kernel = make_vector_cpu_kernel(advance, model, cache=True)
+        elif backend == "cpu":
+            kernel = make_vector_cpu_kernel(advance, model, cache=False)
+        elif backend == "cuda":
+            from ._vector_cuda import make_vector_cuda_kernel
+            kernel = make_vector_cuda_kernel(advance, model, dtype)
+        elif backend == "numpy":
+            kernel = make_vector_numpy_kernel(advance, model)
+        else:
+            raise ValueError(f"unknown backend {backend!r}")
+        _KERNELS[key] = kernel
+    return ChunkKernel(backend, _KERNELS[key], dtype, dim=model.dim)

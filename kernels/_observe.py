@@ -17,6 +17,7 @@ from numba.extending import register_jitable
 __all__ = [
     "I_FP_MODE", "I_FP_STOP", "I_HIST_ON", "I_HIST_BURN", "I_HIST_THIN", "I_HIST_GROUPS",
     "I_HIST_BINS", "I_LYAP_ON", "I_PATH_COUNT", "I_PATH_EVERY", "I_PER_POINT", "N_CONF_I",
+    "I_COORD", "COORD_NORM", "TS_COUNT", "TS_LOSS", "TS_TRACKING", "TS_SLOW", "TS_STATE",
     "F_FP_LEVEL", "F_DIV_THRESHOLD", "F_HIST_LO", "F_HIST_HI", "N_CONF_F",
     "FP_NONE", "FP_ABOVE", "FP_BELOW", "diverged", "passed", "histogram_bin", "region",
     "batch_group", "REDUCE_GROUP",
@@ -25,7 +26,11 @@ __all__ = [
 # Integer configuration slots.
 I_FP_MODE, I_FP_STOP, I_HIST_ON, I_HIST_BURN, I_HIST_THIN, I_HIST_GROUPS = 0, 1, 2, 3, 4, 5
 I_HIST_BINS, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT = 6, 7, 8, 9, 10
-N_CONF_I = 11
+# Vector states: the coordinate that first passage, divergence and occupancy
+# watch, or COORD_NORM for the Euclidean norm of the state.
+I_COORD = 11
+N_CONF_I = 12
+COORD_NORM = -1
 # Float configuration slots.
 F_FP_LEVEL, F_DIV_THRESHOLD, F_HIST_LO, F_HIST_HI = 0, 1, 2, 3
 N_CONF_F = 4
@@ -36,6 +41,10 @@ FP_NONE, FP_ABOVE, FP_BELOW = 0, 1, 2
 # over each aligned group of this many trajectories in index order, then the
 # groups are added in order, so float sums do not depend on chunks or threads.
 REDUCE_GROUP = 256
+
+# Columns of the vector kernels' timeseries sums: count, loss, |x - lambda(y)|^2,
+# |y - y*|^2, then sum x_k and sum x_k^2 for each coordinate k at TS_STATE + 2k (+1).
+TS_COUNT, TS_LOSS, TS_TRACKING, TS_SLOW, TS_STATE = 0, 1, 2, 3, 4
 
 _jitable = register_jitable(inline="always")
 
