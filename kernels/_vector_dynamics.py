@@ -62,7 +62,8 @@ def vector_dynamics_params(spec):
         return np.array([spec["dt"], spec["temperature"]], dtype=np.float64)
     if name == "two_time_scale":
         a, eps = spec["a"], spec["eps"]
-        b = spec.get("b", eps * a)
+        b = spec.get("b")
+        b = eps * a if b is None else b
         return np.array([a, b, eps, spec.get("noise_x", 0.0), spec.get("noise_y", 0.0)])
     if name == "two_time_scale_sde":
         return np.array([spec["dt"], spec["eps"], spec["s"], spec["alpha"]])

@@ -351,6 +351,7 @@ _TYPE_NAMES = {
     "bool": "boolean",
     "str": "string",
     "floats": "list of numbers",
+    "coord": "index or \"norm\"",
     "table": "table",
     "number_or_table": "number or table",
 }

@@ -230,6 +230,7 @@ class _Resolver:
         init = self.init(raw.get("init"), swept.get("init", set()))
         observables = self.observables(raw.get("observables", {}), run)
         sweep = self.sweep(sweep, {"model": model, "dynamics": dynamics, "init": init})
+        self.compatible(model, dynamics, init, observables)
         return {
             "run": run,
             "model": model,
@@ -287,6 +288,12 @@ class _Resolver:
             return value
         elif kind == "floats":
             return self.number_list(key, value, path)
+        elif kind == "coord":
+            if value == "norm":
+                return value
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                self.fail(path, f'must be a coordinate index >= 0 or "norm" (got {_show(value)})')
+            return value
         elif kind == "table":
             if not isinstance(value, dict):
                 self.fail(path, f"must be a table {{{', '.join(key.keys)}}} "
@@ -377,6 +384,24 @@ class _Resolver:
         model = {"name": name}
         model.update(self.table(entry.keys, rest, "model", f'model "{name}"', swept,
                                 extra=("name",)))
+        if name == "coupled_quadratic":
+            w_star = model["w_star"]
+            if w_star is None:
+                model["w_star"] = [0.0] * model["dim"]
+            elif len(w_star) not in (1, model["dim"]):
+                self.fail("model.w_star", f"must have 1 or dim = {model['dim']} entries "
+                                          f"(got {len(w_star)})")
+            elif len(w_star) == 1:
+                model["w_star"] = w_star * model["dim"]
+        if name == "linear_regression" and "features" in model:
+            eig = model["eigenvalues"]
+            if eig is None:
+                model["eigenvalues"] = [1.0] * model["features"]
+            elif len(eig) != model["features"]:
+                self.fail("model.eigenvalues", f"must have features = {model['features']} "
+                                               f"entries (got {len(eig)})")
+            elif min(eig) <= 0:
+                self.fail("model.eigenvalues", f"must all be > 0 (got {_show(min(eig))})")
         if name == "quadratic_finite_sum" and "curvatures" in model:
             if model["centers"] is None:
                 model["centers"] = [0.0] * len(model["curvatures"])
@@ -408,6 +433,46 @@ class _Resolver:
         # Every other key belongs to the user's object: passed through untouched.
         return {"name": name, **{k: copy.deepcopy(v) for k, v in raw.items() if k != "name"}}
 
+    def compatible(self, model, dynamics, init, observables):
+        """Rules across tables: model vs dynamics, state dimension vs init and coordinates."""
+        name, dyn = model["name"], dynamics["name"]
+        two_scale_dynamics = dyn in ("two_time_scale", "two_time_scale_sde")
+        if two_scale_dynamics and name not in _schema.TWO_SCALE_MODELS:
+            self.fail("dynamics.name", f"{_show(dyn)} needs a two-time-scale model "
+                                       f"({_known(_schema.TWO_SCALE_MODELS)}; got {_show(name)})")
+        if name in _schema.TWO_SCALE_MODELS and dyn == "sgd":
+            self.fail("dynamics.name", f"model {_show(name)} has no finite sum for sgd: use "
+                                       f"two_time_scale (SGD on f(x, eps y)), gd or langevin")
+        if name in _schema.VECTOR_MODELS and dynamics.get("noise") == "gaussian":
+            self.fail("dynamics.noise", f'"gaussian" is for 1-D models; model {_show(name)} '
+                                        f'uses "finite_sum"')
+        dim = self.state_dimension(model)
+        if "vector" in init and len(init["vector"]) != dim:
+            self.fail("init.vector", f"must have {dim} entries, one per coordinate "
+                                     f"(got {len(init['vector'])})")
+        watched = {}
+        for obs in ("first_passage", "divergence", "occupancy"):
+            if obs in observables:
+                coordinate = observables[obs]["coordinate"]
+                if coordinate != "norm" and coordinate >= dim:
+                    self.fail(f"observables.{obs}.coordinate",
+                              f"must be < {dim}, the state dimension (got {coordinate})")
+                watched[obs] = coordinate
+        if len(set(map(str, watched.values()))) > 1:
+            first, second = list(watched)[:2]
+            self.fail(f"observables.{second}.coordinate",
+                      f"must equal observables.{first}.coordinate: one coordinate is watched "
+                      f"(got {_show(watched[second])} and {_show(watched[first])})")
+
+    def state_dimension(self, model):
+        """d, the number of coordinates of the state."""
+        name = model["name"]
+        if name in _schema.TWO_SCALE_MODELS:
+            return 2 * model.get("dim", 1)
+        if name == "linear_regression":
+            return model.get("features", 1)
+        return 1
+
     def dynamics(self, raw, swept):
         name = self.name(raw, "dynamics", _schema.DYNAMICS)
         if name not in _schema.DYNAMICS:
@@ -433,11 +498,11 @@ class _Resolver:
         if len(given) > 1:
             self.fail(f"init.{given[1]}",
                       f"cannot be combined with {given[0]}: [init] takes exactly one of "
-                      f"value, normal, uniform")
+                      f"value, vector, normal, uniform")
         if not given:
             if "value" in swept:
                 return {}
-            self.fail("init", "needs exactly one of value, normal, uniform (got none)")
+            self.fail("init", "needs exactly one of value, vector, normal, uniform (got none)")
         init = self.table(entry.keys, raw, "init", "[init]", optional=entry.one_of)
         uniform = init.get("uniform")
         if uniform is not None and not uniform["low"] < uniform["high"]:

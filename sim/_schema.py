@@ -20,6 +20,8 @@ __all__ = [
     "USER_MODEL",
     "SWEEP_NOTES",
     "NUMERIC_TYPES",
+    "VECTOR_MODELS",
+    "TWO_SCALE_MODELS",
 ]
 
 
@@ -40,6 +42,7 @@ REQUIRED = _Required()
 #   "floats"  a list of finite numbers, stored as floats
 #   "number_or_table"  a finite number, or a table of `keys` (noise_var)
 #   "table"   a table of `keys`
+#   "coord"   a coordinate index >= 0, or the string "norm"
 NUMERIC_TYPES = ("int", "float", "number_or_table")
 
 
@@ -122,6 +125,50 @@ MODELS = {
     ),
 }
 
+# Models with a d-dimensional state (issue 4). Two-time-scale models have the state
+# theta = (x, y), x and y of dimension `dim`, and are written as f(x, w) at w = eps*y.
+_TWO_SCALE_KEYS = {
+    "dim": Key("int", 1, "dimension of x and of y (the state has 2*dim coordinates)",
+               minimum=1, below=33),
+    "kappa": Key("float", 1.0, "coupling: lambda(y) = argmin_x f(x, eps y) = kappa eps y"),
+    "mu": Key("float", 1.0, "curvature of the slow variable", above=0),
+}
+MODELS.update({
+    "coupled_quadratic": Entry(
+        "f(x, w) = |x - kappa w|^2/2 + mu |w - w_star|^2/2, x, w in R^dim, at w = eps*y; "
+        "lambda(y) = kappa eps y, y* = w_star / eps",
+        {**_TWO_SCALE_KEYS,
+         "w_star": Key("floats", None, "minimiser of the slow part, one entry or dim entries",
+                       default_doc="zeros")},
+        notes=("w_star has 1 or dim entries",
+               "eps comes from the two-time-scale dynamics (1 under gd/langevin)"),
+    ),
+    "grooves": Entry(
+        "f(x, w) = |x - kappa w|^2/2 + mu sum_k (1 - cos(2 pi w_k)) / (2 pi^2), at w = eps*y: "
+        "min_x f(x, eps y) has a groove wherever eps*y_k is an integer",
+        dict(_TWO_SCALE_KEYS),
+        notes=("lambda(y) = kappa eps y; |y - y*|^2 is the squared distance to the nearest "
+               "groove",),
+    ),
+    "linear_regression": Entry(
+        "l_i(theta) = (a_i . theta - b_i)^2 / 2 on synthetic data: a_i ~ N(0, diag(eigenvalues)), "
+        "b_i = a_i . w_teacher + label_noise * N(0, 1), w_teacher ~ N(0, I/features)",
+        {
+            "samples": Key("int", REQUIRED, "n, number of data points", minimum=1),
+            "features": Key("int", REQUIRED, "d, the state dimension", minimum=1, below=257),
+            "eigenvalues": Key("floats", None, "eigenvalues of the feature covariance",
+                               default_doc="ones"),
+            "label_noise": Key("float", 0.0, "standard deviation of the label noise",
+                               minimum=0),
+            "data_seed": Key("int", 0, "seed of the synthetic data (numpy PCG64)", minimum=0,
+                             below=2**63),
+        },
+        notes=("eigenvalues has `features` entries, all > 0",),
+    ),
+})
+VECTOR_MODELS = ("coupled_quadratic", "grooves", "linear_regression")
+TWO_SCALE_MODELS = ("coupled_quadratic", "grooves")
+
 DYNAMICS = {
     "sgd": Entry(
         "theta <- theta - lr * (1/B) * sum_{j<B} l'_{z_j}(theta), z_j uniform with replacement; "
@@ -148,11 +195,41 @@ DYNAMICS = {
     ),
 }
 
-# [init]: exactly one of the three forms; value = 0.0 when [init] is absent.
+DYNAMICS.update({
+    "two_time_scale": Entry(
+        "x <- x + a (-grad_x f(x, eps y) + noise_x xi), "
+        "y <- y + b (-grad_w f(x, eps y) + noise_y zeta); xi, zeta independent N(0, I)",
+        {
+            "a": Key("float", REQUIRED, "fast step size", above=0),
+            "eps": Key("float", REQUIRED, "time-scale ratio: w = eps*y", above=0),
+            "b": Key("float", None, "slow step size", above=0, default_doc="eps * a"),
+            "noise_x": Key("float", 0.0, "noise amplitude of the fast iterate", minimum=0),
+            "noise_y": Key("float", 0.0, "noise amplitude of the slow iterate", minimum=0),
+        },
+        notes=("needs a two-time-scale model (coupled_quadratic, grooves)",),
+    ),
+    "two_time_scale_sde": Entry(
+        "Euler-Maruyama for dx = -grad_x f dt + s dW, dy = -eps grad_w f dt + eps^(1+alpha) dB",
+        {
+            "dt": Key("float", REQUIRED, "time step", above=0),
+            "eps": Key("float", REQUIRED, "time-scale ratio: w = eps*y", above=0),
+            "s": Key("float", REQUIRED, "noise amplitude s(eps) of the fast variable",
+                     minimum=0),
+            "alpha": Key("float", REQUIRED, "slow noise exponent, 0 < alpha < 1", above=0,
+                         below=1),
+        },
+        notes=("needs a two-time-scale model (coupled_quadratic, grooves)",),
+    ),
+})
+
+# [init]: exactly one of the forms; value = 0.0 when [init] is absent.
 INIT = Entry(
     "initial state theta_0 of every trajectory",
     {
-        "value": Key("float", REQUIRED, "the same theta_0 for all trajectories"),
+        "value": Key("float", REQUIRED, "the same theta_0 for all trajectories (every "
+                                        "coordinate)"),
+        "vector": Key("floats", REQUIRED, "theta_0 given per coordinate (d entries)",
+                      min_len=1),
         "normal": Key("table", REQUIRED, "theta_0 ~ N(mean, std**2)", keys={
             "mean": Key("float", REQUIRED, "mean"),
             "std": Key("float", REQUIRED, "standard deviation", minimum=0),
@@ -162,8 +239,9 @@ INIT = Entry(
             "high": Key("float", REQUIRED, "upper end"),
         }),
     },
-    one_of=("value", "normal", "uniform"),
-    notes=("uniform needs low < high", "without [init]: value = 0.0"),
+    one_of=("value", "vector", "normal", "uniform"),
+    notes=("uniform needs low < high", "without [init]: value = 0.0",
+           "normal and uniform draw every coordinate independently"),
 )
 INIT_DEFAULT = {"value": 0.0}
 
@@ -185,12 +263,14 @@ OBSERVABLES = {
             "above": Key("float", REQUIRED, "target set theta >= above"),
             "below": Key("float", REQUIRED, "target set theta <= below"),
             "stop": Key("bool", False, "end the trajectory at its first passage"),
+            "coordinate": Key("coord", 0, "coordinate watched, or \"norm\" for |theta| (d > 1)"),
         },
         one_of=("above", "below"),
     ),
     "divergence": Entry(
         "first step with abs(theta) > threshold or non-finite; the trajectory stops there",
-        {"threshold": Key("float", 1e8, "divergence threshold", above=0)},
+        {"threshold": Key("float", 1e8, "divergence threshold", above=0),
+         "coordinate": Key("coord", 0, "coordinate watched, or \"norm\" for |theta| (d > 1)")},
     ),
     "lyapunov": Entry(
         "sum over steps of log growth of the tangent dynamics, renormalised every step",
@@ -199,8 +279,10 @@ OBSERVABLES = {
     "occupancy": Entry(
         "steps each trajectory spent in each of len(boundaries) + 1 regions",
         {"boundaries": Key("floats", REQUIRED, "region boundaries", min_len=1,
-                           increasing=True)},
-        notes=("boundaries strictly increasing",),
+                           increasing=True),
+         "coordinate": Key("coord", 0, "coordinate watched, or \"norm\" for |theta| (d > 1)")},
+        notes=("boundaries strictly increasing",
+               "first_passage, divergence and occupancy watch the same coordinate"),
     ),
     "timeseries": Entry(
         "ensemble mean, variance and mean loss at `points` recorded steps",

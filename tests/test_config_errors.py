@@ -383,7 +383,9 @@ def test_models_lists_every_builtin(capsys):
     assert code == 0
     for name in ("quadratic_finite_sum", "polynomial", "sgd", "gd", "langevin", "histogram",
                  "first_passage", "divergence", "lyapunov", "occupancy", "timeseries", "paths",
-                 "batch_size", "noise_var", "package.module:object", "[sweep]"):
+                 "batch_size", "noise_var", "package.module:object", "[sweep]",
+                 "coupled_quadratic", "grooves", "linear_regression", "two_time_scale",
+                 "two_time_scale_sde", "coordinate"):
         assert name in out
 
 
@@ -453,10 +455,10 @@ paths = {}
     assert resolved["init"] == {"uniform": {"low": -1.0, "high": 1.0}}
     assert resolved["observables"] == {
         "histogram": {"lo": -2.0, "hi": 2.0, "bins": 100, "burn_in": 0, "thin": 1},
-        "first_passage": {"below": -1.0, "stop": False},
-        "divergence": {"threshold": 1e8},
+        "first_passage": {"below": -1.0, "stop": False, "coordinate": 0},
+        "divergence": {"threshold": 1e8, "coordinate": 0},
         "lyapunov": {},
-        "occupancy": {"boundaries": [-1.0, 0.0, 1.0]},
+        "occupancy": {"boundaries": [-1.0, 0.0, 1.0], "coordinate": 0},
         "timeseries": {"points": 100, "spacing": "linear"},
         "paths": {"count": 8, "every": 1},
     }
