@@ -47,6 +47,10 @@ class TreeSum:
 
     def add(self, level, index, value):
         """Add one node; combine it upward with every sibling already present."""
+        with np.errstate(over="ignore", invalid="ignore"):  # diverged runs sum to inf/nan
+            self._add(level, index, value)
+
+    def _add(self, level, index, value):
         while level < self.top:
             if index % 2 == 0 and index + 1 >= self._width(level):
                 level, index = level + 1, index >> 1  # no right sibling: the parent is itself
@@ -76,7 +80,8 @@ class TreeSum:
                 values = values[:-1]
                 continue
             pairs = len(values) // 2
-            parents = values[0:2 * pairs:2] + values[1:2 * pairs:2]
+            with np.errstate(over="ignore", invalid="ignore"):
+                parents = values[0:2 * pairs:2] + values[1:2 * pairs:2]
             if len(values) % 2:  # the level's last node has no right sibling
                 parents = np.concatenate([parents, values[-1:]])
             first, values, level = first // 2, parents, level + 1
@@ -365,8 +370,9 @@ def _write_timeseries(f, plan, trees):
         if shard_keys is not None and keys != shard_keys:
             raise RuntimeError("shard timeseries trees differ between points")
         shard_keys = keys
-        for value in values:
-            sums[p] += value
+        with np.errstate(over="ignore", invalid="ignore"):
+            for value in values:
+                sums[p] += value
         if p == 0:
             f.create_dataset("shard/timeseries_nodes",
                              data=np.array(keys, dtype=np.int64).reshape(-1, 2))
@@ -376,7 +382,7 @@ def _write_timeseries(f, plan, trees):
             f["shard/timeseries_sums"][p] = np.array(values)
     # Columns of the scalar kernels' partial sums: sum theta, sum theta^2, sum loss, count.
     count = sums[:, :, 3]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         mean = sums[:, :, 0] / count
         var = np.maximum(sums[:, :, 1] / count - mean * mean, 0.0)
         loss_mean = sums[:, :, 2] / count

@@ -147,12 +147,16 @@ def _execute(plan, points, first, progress, save=None, interval=None):
             now = time.perf_counter()
             if save is not None and c + 1 < len(plan.chunks) and (
                     now - last_save >= interval or piece.nbytes() >= CHECKPOINT_BYTES):
-                save(piece, piece_first, c + 1)
-                piece, piece_first, last_save = Piece(plan), c + 1, time.perf_counter()
+                full, full_first = piece, piece_first
+                # Start the next piece first: an interrupt inside save() must not save twice.
+                piece, piece_first = Piece(plan), c + 1
+                save(full, full_first, c + 1)
+                last_save = time.perf_counter()
     except KeyboardInterrupt:
         if save is not None and piece.segments:
             save(piece, piece_first, piece_first + len(piece.segments))
-            print(f"sgdsim: interrupted; checkpoint saved, `sgdsim resume` continues it",
+        if save is not None and (piece.segments or piece_first > 0):
+            print("sgdsim: interrupted; checkpoint saved, `sgdsim resume` continues it",
                   file=sys.stderr, flush=True)
         raise
     return piece, piece_first

@@ -1,0 +1,160 @@
+"""Checkpoint and resume (issue 5, item 3): SIGKILL at random moments never corrupts the output."""
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+import sim
+from sim._checkpoint import PARTS_SUFFIX
+from tests._campaign import assert_same_datasets, f2_sweep, sgdsim, to_toml
+from tests.conftest import ROOT
+
+
+def _resolved(raw):
+    return sim.resolve_experiment(raw, "test.toml")
+
+
+def _check_output_path(path):
+    """Nothing, or a valid sgdsim run file (a checkpoint manifest or the complete run)."""
+    if not os.path.exists(path):
+        return None
+    with h5py.File(path, "r") as f:
+        assert f.attrs["format"] == "sgdsim-run"
+        assert f.attrs["format_version"] == 1
+        assert "experiment" in f.attrs
+        complete = bool(f.attrs["complete"])
+        if not complete:
+            assert "checkpoint" in f
+        return complete
+
+
+def _digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def _identity(path):
+    try:
+        st = os.stat(path)
+        return st.st_ino, st.st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
+    raw = f2_sweep(trajectories=2048, steps=1200, chunk=256, lrs=[0.02, 0.05, 0.08, 0.1])
+    exp = tmp_path / "f2.toml"
+    exp.write_text(to_toml(raw))
+    reference = tmp_path / "reference.h5"
+    sim.run_experiment(_resolved(raw), reference, quiet=True)  # default chunk, in process
+    out = tmp_path / "out.h5"
+    env = {"SGDSIM_CHECKPOINT_SECONDS": "0"}  # a checkpoint after every chunk
+    rng = np.random.default_rng(5)
+    kills, sessions = 0, 0
+    while kills < 10:
+        args = ["run", exp, "-o", out, "--quiet"] if sessions == 0 else ["resume", out, "--quiet"]
+        sessions += 1
+        before = _identity(out)
+        proc = subprocess.Popen([sys.executable, "-m", "sim", *map(str, args)],
+                                env=dict(os.environ, PYTHONPATH=str(ROOT), **env),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Kill at a random moment once the process is writing checkpoints (every third
+        # kill at a random moment from its start, imports and compilation included).
+        if kills % 3 == 2:
+            time.sleep(rng.uniform(0.0, 1.5))
+        else:
+            deadline = time.monotonic() + 60
+            while _identity(out) == before and proc.poll() is None \
+                    and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.3))
+        if proc.poll() is not None:
+            assert proc.returncode == 0, proc.stderr.read().decode()
+            break
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        assert _check_output_path(out) is not True or kills > 0
+    assert kills >= 10, f"the run finished after only {kills} kills"
+    if _check_output_path(out) is not True:
+        done = sgdsim("resume", out, "--quiet", env=env)
+        assert done.returncode == 0, done.stderr
+    assert _check_output_path(out) is True
+    assert not os.path.exists(str(out) + PARTS_SUFFIX)
+    assert_same_datasets(reference, out)
+    with h5py.File(out, "r") as f:
+        assert "checkpoint" not in f and f.attrs["complete"]
+
+    # Resuming a complete file says so and changes nothing.
+    digest = _digest(out)
+    again = sgdsim("resume", out)
+    assert again.returncode == 0
+    assert "complete" in again.stderr
+    assert _digest(out) == digest
+
+
+def test_failure_mid_run_leaves_a_resumable_checkpoint(tmp_path, monkeypatch):
+    raw = f2_sweep(trajectories=1024, steps=30, chunk=256)
+    reference = tmp_path / "reference.h5"
+    sim.run_experiment(_resolved(raw), reference, quiet=True)
+    out = tmp_path / "out.h5"
+    monkeypatch.setenv("SGDSIM_CHECKPOINT_SECONDS", "0")
+    from sim import _runfile
+    original = _runfile.Piece.add_chunk
+    calls = []
+
+    def failing(self, *args):
+        calls.append(1)
+        if len(calls) == 7:
+            raise RuntimeError("simulated node failure")
+        return original(self, *args)
+
+    monkeypatch.setattr(_runfile.Piece, "add_chunk", failing)
+    with pytest.raises(RuntimeError, match="simulated"):
+        sim.run_experiment(_resolved(raw), out, quiet=True)
+    assert _check_output_path(out) is False
+    with h5py.File(out, "r") as f:
+        assert f["checkpoint/parts"][-1, 1] == 6  # six chunks saved, one at a time
+    monkeypatch.setattr(_runfile.Piece, "add_chunk", original)
+    from sim._runner import resume_run
+    resume_run(out, quiet=True)
+    assert _check_output_path(out) is True
+    assert_same_datasets(reference, out)
+
+
+def test_sigterm_saves_a_checkpoint(tmp_path):
+    raw = f2_sweep(trajectories=4096, steps=1500, chunk=256, lrs=[0.02, 0.05])
+    exp = tmp_path / "f2.toml"
+    exp.write_text(to_toml(raw))
+    out = tmp_path / "out.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(exp), "-o", str(out),
+                             "--quiet"], env=dict(os.environ, PYTHONPATH=str(ROOT),
+                                                  SGDSIM_CHECKPOINT_SECONDS="0.2"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)  # the first checkpoint: the run is under way
+    if proc.poll() is not None:
+        pytest.skip("run finished before SIGTERM")
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "checkpoint saved" in stderr
+    assert _check_output_path(out) is False
+    done = sgdsim("resume", out, "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert _check_output_path(out) is True
+
+
+def test_resume_refuses_what_it_cannot_resume(tmp_path):
+    missing = sgdsim("resume", tmp_path / "nothing.h5")
+    assert missing.returncode == 2 and missing.stderr.startswith("error:")
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5")
+    bad = sgdsim("resume", junk)
+    assert bad.returncode == 2 and "junk.h5" in bad.stderr

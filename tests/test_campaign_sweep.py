@@ -1,0 +1,41 @@
+"""A learning-rate sweep of failure mode F2 in one run file (issue 5, item 1)."""
+import math
+
+import numpy as np
+
+from tests._campaign import F2_LRS, f2_sweep
+from tests.conftest import run_file
+
+
+def exact_lyapunov(lr, curvatures=(18.0, 2.0)):
+    """E ln|1 - lr h| with h uniform on the curvatures (SGD, batch 1, tangent map 1 - lr h)."""
+    return float(np.mean([math.log(abs(1.0 - lr * h)) for h in curvatures]))
+
+
+def test_f2_lr_sweep_lyapunov_exponents_are_exact(tmp_path):
+    data = run_file(tmp_path, f2_sweep(trajectories=3000, steps=300, observables={"lyapunov": {}}))
+    np.testing.assert_array_equal(data["sweep/dynamics.lr"], F2_LRS)
+    growth, steps = data["lyapunov/log_growth"], data["lyapunov/steps"]
+    assert growth.shape == (len(F2_LRS), 3000)
+    assert (steps == 300).all()
+    for point, lr in enumerate(F2_LRS):
+        per_trajectory = growth[point] / steps[point]
+        estimate = per_trajectory.mean()
+        standard_error = per_trajectory.std(ddof=1) / math.sqrt(per_trajectory.size)
+        exact = exact_lyapunov(lr)
+        assert abs(estimate - exact) < 5 * standard_error, (lr, estimate, exact, standard_error)
+    # The sweep crosses the F2 stability edge: the last point's exponent is positive.
+    assert exact_lyapunov(F2_LRS[-1]) > 0 > exact_lyapunov(F2_LRS[0])
+
+
+def test_sweep_point_equals_its_own_run(tmp_path):
+    # Point k of a sweep is the run of that point alone with trajectories offset by k * N.
+    sweep = run_file(tmp_path, f2_sweep(trajectories=600, steps=40), "sweep.h5")
+    assert sweep["final/theta"].shape == (4, 600, 1)
+    assert sweep["timeseries/mean"].shape[0] == 4
+    assert sweep["histogram/batch_counts"].shape[0] == 4
+    first = f2_sweep(trajectories=600, steps=40, lrs=F2_LRS[:1])
+    single = run_file(tmp_path, first, "single.h5")
+    for key in ("final/theta", "lyapunov/log_growth", "timeseries/mean", "histogram/counts",
+                "paths/theta", "occupancy/counts"):
+        np.testing.assert_array_equal(sweep[key][:1], single[key], err_msg=key)
