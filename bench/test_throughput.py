@@ -1,0 +1,91 @@
+"""Throughput of sgdsim against a vectorised NumPy loop and JAX, same workloads, same run.
+
+Run with ``python -m pytest bench -o addopts="" --benchmark-only`` (setup.cfg's
+default addopts skip benchmarks). Every benchmark reports trajectory-steps per
+second in ``extra_info["traj_steps_per_s"]`` (from the fastest round).
+Compilation (numba, jax.jit) happens outside the timed region; the device is
+synchronised inside it (ChunkKernel.run copies results back; JAX blocks).
+"""
+import numpy as np
+import pytest
+
+import peers
+
+WORKLOADS = ["langevin", "sgd"]
+# The numpy backend of sgdsim is a slow readable reference: benchmark it small.
+REFERENCE_SIZE = (1 << 14, 16)
+
+
+def _pedantic(benchmark, fn):
+    return benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=1)
+
+
+def _check(workload, steps, result, first=None):
+    # The work must have happened: the states moved and stayed finite.
+    x = np.asarray(result)
+    assert np.isfinite(x).all()
+    if workload == "sgd":
+        # E theta_{t+1} = 0.75 E theta_t + 0.2 from theta_0 = 0: mean 0.8 (1 - 0.75^t).
+        assert abs(float(x.mean()) - 0.8 * (1 - 0.75**steps)) < 0.05
+    else:
+        assert abs(float(x.mean()) + 1.0) < 0.1    # still in the left well after a short run
+    if first is not None:
+        first = np.asarray(first)
+        assert ((first == -1) | (first >= 1)).all()
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_sgdsim_cpu(benchmark, record_throughput, size, workload):
+    n, steps = size
+    run = peers.sgdsim_kernel(workload, n, steps, backend="cpu")
+    out = _pedantic(benchmark, run)
+    _check(workload, steps, out["x_final"], out["fp_steps"] if workload == "langevin" else None)
+    record_throughput(workload, "sgdsim-cpu", n, steps)
+    benchmark.extra_info["compile_seconds"] = run.kernel.compile_seconds
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_sgdsim_cuda(benchmark, record_throughput, size, workload):
+    from numba import cuda
+
+    if not cuda.is_available():
+        pytest.skip("no usable CUDA GPU (numba.cuda.is_available() is False)")
+    n, steps = size
+    run = peers.sgdsim_kernel(workload, n, steps, backend="cuda")
+    out = _pedantic(benchmark, run)   # includes host <-> device copies of the chunk
+    _check(workload, steps, out["x_final"], out["fp_steps"] if workload == "langevin" else None)
+    record_throughput(workload, "sgdsim-cuda", n, steps)
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_sgdsim_numpy_backend_small(benchmark, record_throughput, workload):
+    n, steps = REFERENCE_SIZE
+    run = peers.sgdsim_kernel(workload, n, steps, backend="numpy")
+    _pedantic(benchmark, run)
+    record_throughput(workload, f"sgdsim-numpy (n=2^{n.bit_length() - 1},T={steps})", n, steps)
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_numpy_peer(benchmark, record_throughput, size, workload):
+    n, steps = size
+    fn = peers.NUMPY_PEERS[workload]
+    result = _pedantic(benchmark, lambda: fn(n, steps))
+    if workload == "langevin":
+        _check(workload, steps, result[0], result[1])
+    else:
+        _check(workload, steps, result)
+    record_throughput(workload, "numpy-peer", n, steps)
+
+
+@pytest.mark.parametrize("workload", WORKLOADS)
+def test_jax_peer(benchmark, record_throughput, size, workload):
+    pytest.importorskip("jax")
+    n, steps = size
+    fn = peers.JAX_PEERS[workload]
+    fn(n, steps)  # compile outside the timed region (the jit is specialised on n and steps)
+    result = _pedantic(benchmark, lambda: fn(n, steps))
+    if workload == "langevin":
+        _check(workload, steps, result[0], result[1])
+    else:
+        _check(workload, steps, result)
+    record_throughput(workload, "jax-peer", n, steps)
