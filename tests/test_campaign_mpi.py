@@ -77,6 +77,7 @@ model = Quadratic()
 """
 
 
+@pytest.mark.slow  # compiles the user model's kernel on rank 0 (about 15-25 s)
 def test_mpi_failing_rank_fails_the_job_and_writes_nothing(tmp_path):
     (tmp_path / "flaky_model.py").write_text(FLAKY_MODEL)
     raw = f2_sweep(trajectories=1024, steps=10, observables={"lyapunov": {}})
