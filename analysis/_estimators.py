@@ -321,12 +321,17 @@ def divergence_curve(divergence_steps, horizon: int) -> dict:
     return {"steps": t, "fraction": cumulative / n, "ci95_low": low, "ci95_high": high}
 
 
-def lyapunov(log_growth, steps_run, dt=None) -> dict:
+def lyapunov(log_growth, steps_run, dt=None, horizon=None) -> dict:
     """Top Lyapunov exponent per step: mean over trajectories of log_growth_i / steps_i.
 
     lambda_i = log_growth_i / steps_i (trajectories with steps_i = 0 or a non-finite log growth
     are excluded and counted in ``excluded``); stderr s / sqrt(n); t interval. With ``dt`` also
     per unit time (lambda / dt).
+
+    When trajectories stop before ``horizon`` steps (divergence, or a first passage with
+    stop), their steps_i depend on their growth, and neither this mean nor the ratio of
+    sums is unbiased; ``stopped`` counts them and ``warning`` says so. Run the Lyapunov
+    observable without divergence stopping for an unbiased estimate.
     """
     log_growth = np.asarray(log_growth, dtype=np.float64).reshape(-1)
     steps_run = np.broadcast_to(np.asarray(steps_run, dtype=np.float64), log_growth.shape).reshape(-1)
@@ -334,6 +339,13 @@ def lyapunov(log_growth, steps_run, dt=None) -> dict:
     per_step = log_growth[valid] / steps_run[valid]
     out = mean_estimate(per_step)
     out["excluded"] = int((~valid).sum())
+    if horizon is not None:
+        stopped = int((steps_run < horizon).sum())
+        out["stopped"] = stopped
+        if stopped:
+            out["warning"] = (f"{stopped} trajectories stopped before step {horizon} "
+                              "(divergence or first passage): the estimate is biased by the "
+                              "stopping rule")
     if dt is not None:
         out["estimate_per_time"] = out["estimate"] / dt
         out["stderr_per_time"] = out["stderr"] / dt

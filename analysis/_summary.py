@@ -100,7 +100,8 @@ def summarize_point(run: RunFile, point: int) -> dict:
 
     if run.has("lyapunov/log_growth"):
         steps_run = run.read("lyapunov/steps")[point] if run.has("lyapunov/steps") else horizon
-        out["lyapunov"] = est.lyapunov(run.read("lyapunov/log_growth")[point], steps_run, dt=dt)
+        out["lyapunov"] = est.lyapunov(run.read("lyapunov/log_growth")[point], steps_run, dt=dt,
+                                       horizon=horizon)
 
     if run.has("timeseries/mean") and run.has("timeseries/steps"):
         steps = run.read("timeseries/steps")
@@ -224,6 +225,8 @@ def summary_rows(point: dict) -> list:
     if "lyapunov" in point:
         ly = point["lyapunov"]
         rows.append(("lyapunov", "exponent per step", _pm(ly["estimate"], ly["stderr"], ly["ci95"])))
+        if ly.get("warning"):
+            rows.append(("lyapunov", "warning", ly["warning"]))
         if "estimate_per_time" in ly:
             rows.append(("lyapunov", "exponent per time",
                          _pm(ly["estimate_per_time"], ly["stderr_per_time"], ly["ci95_per_time"])))

@@ -18,8 +18,8 @@ except ImportError:  # pragma: no cover - depends on the install
     cuda = None
 
 from ._observe import (
-    I_FP_STOP, I_HIST_BINS, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP,
-    batch_group, diverged, histogram_bin, passed, region,
+    I_FP_STOP, I_HIST_BINS, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP, TS_COUNT,
+    TS_LOSS, TS_STATE, batch_group, diverged, histogram_bin, passed, region,
 )
 
 __all__ = ["make_cuda_kernel", "cuda_usable"]
@@ -51,7 +51,7 @@ def make_cuda_kernel(advance, loss, dtype):
         group = cuda.blockIdx.x
         j = group * REDUCE_GROUP + lane
         inside = j < n
-        partial = cuda.shared.array((REDUCE_GROUP, 4), numba.float64)
+        partial = cuda.shared.array((REDUCE_GROUP, 6), numba.float64)
         rounded = cuda.local.array(1, state_type)
         n_ts = ts_steps.shape[0]
         occ_on = occupancy.shape[0] > 0
@@ -71,11 +71,7 @@ def make_cuda_kernel(advance, loss, dtype):
             paths[i, 0] = x
         next_ts = 0
         if n_ts > 0 and ts_steps[0] == 0:
-            v = np.float64(x)
-            partial[lane, 0] = v if inside else 0.0
-            partial[lane, 1] = v * v if inside else 0.0
-            partial[lane, 2] = loss(v, p) if inside else 0.0
-            partial[lane, 3] = 1.0 if inside else 0.0
+            _stage(partial, lane, np.float64(x), p, inside)
             _reduce(partial, lane, ts_partial, group, 0)
             next_ts = 1
         for t in range(1, steps + 1):
@@ -107,11 +103,7 @@ def make_cuda_kernel(advance, loss, dtype):
                     if stop:
                         running = False
             if record_ts:
-                v = np.float64(x)
-                partial[lane, 0] = v if contributes else 0.0
-                partial[lane, 1] = v * v if contributes else 0.0
-                partial[lane, 2] = loss(v, p) if contributes else 0.0
-                partial[lane, 3] = 1.0 if contributes else 0.0
+                _stage(partial, lane, np.float64(x), p, contributes)
                 _reduce(partial, lane, ts_partial, group, next_ts)
                 next_ts += 1
             if t % _EXIT_CHECK == 0 and cuda.syncthreads_or(running) == 0:
@@ -124,17 +116,28 @@ def make_cuda_kernel(advance, loss, dtype):
             lyap_steps[j] = grown
 
     @cuda.jit(device=True)
+    def _stage(partial, lane, v, p, counts):
+        # Columns as kernels._observe: count, loss, (two-time-scale errors: 0), x, x^2.
+        for c in range(6):
+            partial[lane, c] = 0.0
+        if counts:
+            partial[lane, TS_COUNT] = 1.0
+            partial[lane, TS_LOSS] = loss(v, p)
+            partial[lane, TS_STATE] = v
+            partial[lane, TS_STATE + 1] = v * v
+
+    @cuda.jit(device=True)
     def _reduce(partial, lane, ts_partial, group, k):
         cuda.syncthreads()
         stride = REDUCE_GROUP // 2
         while stride > 0:
             if lane < stride:
-                for c in range(4):
+                for c in range(6):
                     partial[lane, c] += partial[lane + stride, c]
             cuda.syncthreads()
             stride //= 2
         if lane == 0:
-            for c in range(4):
+            for c in range(6):
                 ts_partial[group, k, c] = partial[0, c]
         cuda.syncthreads()
 

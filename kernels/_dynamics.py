@@ -7,6 +7,9 @@ the Lyapunov observable. ``p`` is the model's parameter vector, ``d`` the
 dynamics' (below). Arithmetic is float64 whatever the state dtype; the caller
 rounds the state to its dtype after every step.
 
+Parameter vectors ``d``: sgd [lr, B, 1/sqrt(B)]; gd [lr];
+langevin [dt, temperature, sqrt(temperature dt)].
+
 Random words: step ``t`` of trajectory ``g`` uses Philox blocks 0, 1, ... of
 counter (block, t, g); a normal takes two words, a sample index one.
 """
@@ -32,18 +35,20 @@ def dynamics_params(spec):
     """Parameter vector ``d`` for a resolved ``[dynamics]`` table."""
     name = spec["name"]
     if name == "sgd":
-        return np.array([spec["lr"], spec.get("batch_size", 1)], dtype=np.float64)
+        batch = spec.get("batch_size", 1)
+        return np.array([spec["lr"], batch, 1.0 / np.sqrt(batch)], dtype=np.float64)
     if name == "gd":
         return np.array([spec["lr"]], dtype=np.float64)
     if name == "langevin":
-        return np.array([spec["dt"], spec["temperature"]], dtype=np.float64)
+        return np.array([spec["dt"], spec["temperature"],
+                         np.sqrt(spec["temperature"] * spec["dt"])], dtype=np.float64)
     raise KeyError(name)
 
 
 def make_advance(model, name, noise="finite_sum"):
     """The step function of dynamics ``name`` on ``model`` (see module docstring)."""
     grad, hess = model.grad, model.hess
-    noise_var, noise_var_deriv = model.noise_var, model.noise_var_deriv
+    noise_var, noise_std, noise_var_deriv = model.noise_var, model.noise_std, model.noise_var_deriv
     n_samples, sample_grad, sample_hess = model.n_samples, model.sample_grad, model.sample_hess
 
     if name == "gd":
@@ -60,7 +65,7 @@ def make_advance(model, name, noise="finite_sum"):
             w0, w1, w2, w3 = step_block(key_lo, key_hi, g, t, _ZERO)
             xi, unused = normal_pair(w0, w1)
             dt, temperature = d[0], d[1]
-            amplitude = np.sqrt(temperature * dt * noise_var(x, p))
+            amplitude = d[2] * noise_std(x, p)        # d[2] = sqrt(temperature dt)
             # d amplitude / dx = temperature dt Sigma' / (2 amplitude); 0 where Sigma = 0.
             safe = amplitude + np.float64(amplitude == 0.0)
             slope = 0.5 * temperature * dt * noise_var_deriv(x, p) / safe
@@ -74,7 +79,7 @@ def make_advance(model, name, noise="finite_sum"):
             w0, w1, w2, w3 = step_block(key_lo, key_hi, g, t, _ZERO)
             xi, unused = normal_pair(w0, w1)
             lr, batch = d[0], d[1]
-            root = np.sqrt(noise_var(x, p) / batch)
+            root = noise_std(x, p) * d[2]             # d[2] = 1 / sqrt(B)
             safe = root + np.float64(root == 0.0)
             slope = 0.5 * noise_var_deriv(x, p) / (batch * safe)
             x_next = x - lr * (grad(x, p) + root * xi)

@@ -49,18 +49,31 @@ def seed_key(seed):
     return np.uint64(seed & _MASK32), np.uint64(seed >> 32)
 
 
-def initial_state(init, g_first, n, seed, dtype):
-    """theta_0 of trajectories g_first..g_first+n-1 (random draws use step t = 0)."""
+def initial_state(init, g_first, n, seed, dtype, dim=0):
+    """theta_0 of trajectories g_first..g_first+n-1: shape [n], or [n, dim] when dim >= 1.
+
+    Random draws use step t = 0: coordinate k takes normal k (the Box-Muller
+    pairs of Philox blocks 0, 1, ..., four a block) or word k % 4 of block k // 4
+    for a uniform, so the scalar state is coordinate 0 of the vector rule.
+    """
+    shape = (n, dim) if dim else (n,)
     if "value" in init:
-        return np.full(n, init["value"], dtype=dtype)
+        return np.full(shape, init["value"], dtype=dtype)
+    if "vector" in init:
+        return np.broadcast_to(np.asarray(init["vector"], dtype=dtype), shape).copy()
     key_lo, key_hi = seed_key(seed)
     g = np.uint64(g_first) + np.arange(n, dtype=np.uint64)
-    w0, w1, w2, w3 = step_block(key_lo, key_hi, g, np.uint64(0), np.uint64(0))
-    if "normal" in init:
-        z, unused = normal_pair(w0, w1)
-        return (init["normal"]["mean"] + init["normal"]["std"] * z).astype(dtype)
-    low, high = init["uniform"]["low"], init["uniform"]["high"]
-    return (low + (high - low) * uniform01(w0)).astype(dtype)
+    columns = []
+    for k in range(max(dim, 1)):
+        words = step_block(key_lo, key_hi, g, np.uint64(0), np.uint64(k // 4))
+        if "normal" in init:
+            pair = normal_pair(words[k % 4 // 2 * 2], words[k % 4 // 2 * 2 + 1])
+            columns.append(init["normal"]["mean"] + init["normal"]["std"] * pair[k % 2])
+        else:
+            low, high = init["uniform"]["low"], init["uniform"]["high"]
+            columns.append(low + (high - low) * uniform01(words[k % 4]))
+    state = np.stack(columns, axis=1).astype(dtype)
+    return state if dim else state[:, 0]
 
 
 _NOISE_PREFIXES = ("During", "raised from", "Failed in", "File", "Rejected", "With argument",
@@ -180,14 +193,18 @@ class ChunkKernel:
         paths[...] = device_paths.copy_to_host()
 
 
-def cache_dir(model):
-    """On-disk kernel cache folder for ``model``, or None when caching is off.
+def cache_dir(model, variant=""):
+    """On-disk kernel cache folder for ``model`` and kernel ``variant``, or None when off.
 
-    numba checks only the kernel's own file when it reuses a cached kernel, so
-    the folder is keyed by a fingerprint of every kernels source file, the
-    numba version and, for a user model, its source file: editing any of them
-    compiles afresh instead of loading a stale kernel. ``SGDSIM_CACHE_DIR``
-    moves the cache; ``SGDSIM_CACHE_DIR=off`` disables it.
+    numba checks only the kernel's own file when it reuses a cached kernel, and
+    its hash of a kernel's closure does not tell apart kernels built from
+    different closures (a d = 2 and a d = 4 kernel were seen to collide). So
+    each distinct kernel gets a folder of its own, keyed by a fingerprint of
+    every kernels source file, the numba version, the model (its name, its
+    compile-time shape such as polynomial length or dimension, and a user
+    model's source file) and ``variant`` (dynamics and noise kind): editing
+    any of them compiles afresh instead of loading a stale or foreign kernel.
+    ``SGDSIM_CACHE_DIR`` moves the cache; ``SGDSIM_CACHE_DIR=off`` disables it.
     """
     base = os.environ.get("SGDSIM_CACHE_DIR")
     if base == "off" or model.fingerprint.startswith("uncached"):
@@ -198,7 +215,8 @@ def cache_dir(model):
     digest = hashlib.sha256(numba.__version__.encode())
     for source in sorted(pathlib.Path(__file__).parent.glob("*.py")):
         digest.update(source.read_bytes())
-    digest.update(model.fingerprint.encode())
+    for part in (model.name, model.fingerprint, variant):
+        digest.update(b"\0" + str(part).encode())
     return os.path.join(base, digest.hexdigest()[:20])
 
 
@@ -228,7 +246,7 @@ def get_kernel(backend, model, dynamics, dtype, cache=True):
         return _get_vector_kernel(key, backend, model, dynamics, dtype, cache)
     if key not in _KERNELS:
         advance = make_advance(model, dynamics["name"], noise)
-        folder = cache_dir(model) if cache else None
+        folder = cache_dir(model, f"scalar|{dynamics['name']}|{noise}") if cache else None
         if backend == "cpu" and folder is not None:
             os.makedirs(folder, exist_ok=True)
             with _numba_cache_dir(folder):
@@ -248,7 +266,7 @@ def get_kernel(backend, model, dynamics, dtype, cache=True):
 def _get_vector_kernel(key, backend, model, dynamics, dtype, cache):
     if key not in _KERNELS:
         advance = make_vector_advance(model, dynamics["name"])
-        folder = cache_dir(model) if cache else None
+        folder = cache_dir(model, f"vector|{dynamics['name']}") if cache else None
         if backend == "cpu" and folder is not None:
             os.makedirs(folder, exist_ok=True)
             with _numba_cache_dir(folder):

@@ -12,6 +12,7 @@ Functions of every model (SPEC 3):
     grad(x, p)            L'(x)
     hess(x, p)            L''(x)
     noise_var(x, p)       Sigma(x), the per-sample gradient variance
+    noise_std(x, p)       sqrt(Sigma(x)) (a stored constant when Sigma is constant)
     noise_var_deriv(x, p) Sigma'(x)
     n_samples(p)          n, the number of per-sample losses
     sample_grad(x, i, p)  l_i'(x) for an integer i in 0..n-1
@@ -38,6 +39,7 @@ class Model:
     grad: Callable
     hess: Callable
     noise_var: Callable
+    noise_std: Callable
     noise_var_deriv: Callable
     n_samples: Callable
     sample_grad: Callable
@@ -46,54 +48,76 @@ class Model:
     has_samples: bool = True
     has_hess: bool = True
     has_loss: bool = True
-    fingerprint: str = ""
+    fingerprint: str = ""     # what, besides the name, decides the compiled code (cache key)
 
     @property
     def specialisation(self):
         """The functions that decide the compiled kernel (params do not)."""
-        return (self.loss, self.grad, self.hess, self.noise_var, self.noise_var_deriv,
-                self.n_samples, self.sample_grad, self.sample_hess)
+        return (self.loss, self.grad, self.hess, self.noise_var, self.noise_std,
+                self.noise_var_deriv, self.n_samples, self.sample_grad, self.sample_hess)
 
 
 # --- polynomial: L = sum_k c_k x**k; p = [c | c' | c'' | left, right, center, width] ---
 _C, _D1, _D2, _NOISE = 0, MAX_COEFFICIENTS, 2 * MAX_COEFFICIENTS, 3 * MAX_COEFFICIENTS
 
 
-@_jitable
-def _horner(x, p, offset):
-    # Fixed trip count (padded with zeros) so LLVM unrolls and vectorises it.
-    acc = p[offset + 11]
-    acc = acc * x + p[offset + 10]
-    acc = acc * x + p[offset + 9]
-    acc = acc * x + p[offset + 8]
-    acc = acc * x + p[offset + 7]
-    acc = acc * x + p[offset + 6]
-    acc = acc * x + p[offset + 5]
-    acc = acc * x + p[offset + 4]
-    acc = acc * x + p[offset + 3]
-    acc = acc * x + p[offset + 2]
-    acc = acc * x + p[offset + 1]
-    return acc * x + p[offset]
+_POLY_FUNCTIONS = {}
+_HORNER = {}
 
 
-@_jitable
-def poly_loss(x, p):
-    return _horner(x, p, _C)
+def _horner(terms):
+    """Straight-line Horner's rule for ``terms`` coefficients p[offset:offset+terms].
+
+    Generated as unrolled source: a loop here, even of constant length, is not
+    unrolled once the RNG is inlined beside it, and then the update does not
+    vectorise.
+    """
+    if terms not in _HORNER:
+        lines = [f"def horner_{terms}(x, p, offset):",
+                 f"    acc = p[offset + {terms - 1}] + 0.0 * x"]
+        lines += [f"    acc = acc * x + p[offset + {k}]" for k in range(terms - 2, -1, -1)]
+        lines.append("    return acc")
+        namespace = {}
+        exec("\n".join(lines), namespace)  # noqa: S102 - source built above from an int
+        _HORNER[terms] = _jitable(namespace[f"horner_{terms}"])
+    return _HORNER[terms]
 
 
-@_jitable
-def poly_grad(x, p):
-    return _horner(x, p, _D1)
+def _poly_functions(length):
+    """loss, grad, hess of a polynomial with ``length`` coefficients.
 
+    Horner's rule with a trip count fixed at compile time, so LLVM unrolls it
+    and the update vectorises; one specialisation per distinct length.
+    """
+    if length not in _POLY_FUNCTIONS:
+        loss_terms = _horner(length)
+        grad_terms = _horner(max(length - 1, 1))
+        hess_terms = _horner(max(length - 2, 1))
 
-@_jitable
-def poly_hess(x, p):
-    return _horner(x, p, _D2)
+        @_jitable
+        def loss(x, p):
+            return loss_terms(x, p, _C)
+
+        @_jitable
+        def grad(x, p):
+            return grad_terms(x, p, _D1)
+
+        @_jitable
+        def hess(x, p):
+            return hess_terms(x, p, _D2)
+
+        _POLY_FUNCTIONS[length] = (loss, grad, hess)
+    return _POLY_FUNCTIONS[length]
 
 
 @_jitable
 def poly_const_noise_var(x, p):
     return p[_NOISE] + 0.0 * x
+
+
+@_jitable
+def poly_const_noise_std(x, p):
+    return p[_NOISE + 4] + 0.0 * x
 
 
 @_jitable
@@ -113,6 +137,11 @@ def poly_logistic_noise_var(x, p):
 
 
 @_jitable
+def poly_logistic_noise_std(x, p):
+    return np.sqrt(poly_logistic_noise_var(x, p))
+
+
+@_jitable
 def poly_logistic_noise_var_deriv(x, p):
     s = _logistic(x, p)
     return (p[_NOISE + 1] - p[_NOISE]) * s * (1.0 - s) / p[_NOISE + 3]
@@ -123,31 +152,37 @@ def poly_n_samples(p):
     return 2
 
 
-def _make_poly_samples(noise_var, noise_var_deriv):
+_SAMPLE_FUNCTIONS = {}
+
+
+def _poly_samples(length, logistic):
     """Per-sample gradients L' +- sqrt(Sigma) of the two-sample finite sum (SPEC 3)."""
+    key = (length, logistic)
+    if key in _SAMPLE_FUNCTIONS:
+        return _SAMPLE_FUNCTIONS[key]
+    unused, poly_grad, poly_hess = _poly_functions(length)
+    noise_std = poly_logistic_noise_std if logistic else poly_const_noise_std
+    noise_var_deriv = poly_logistic_noise_var_deriv if logistic else poly_const_noise_var_deriv
 
     @_jitable
     def sample_grad(x, i, p):
         sign = 1.0 - 2.0 * np.float64(i)
-        return poly_grad(x, p) + sign * np.sqrt(noise_var(x, p))
+        return poly_grad(x, p) + sign * noise_std(x, p)
 
     @_jitable
     def sample_hess(x, i, p):
         sign = 1.0 - 2.0 * np.float64(i)
-        root = np.sqrt(noise_var(x, p))
+        root = noise_std(x, p)
         # d sqrt(Sigma)/dx = Sigma' / (2 sqrt(Sigma)), taken as 0 where Sigma = 0.
         safe = root + np.float64(root == 0.0)
         return poly_hess(x, p) + sign * 0.5 * noise_var_deriv(x, p) / safe
 
-    return sample_grad, sample_hess
-
-
-_poly_const_samples = _make_poly_samples(poly_const_noise_var, poly_const_noise_var_deriv)
-_poly_logistic_samples = _make_poly_samples(poly_logistic_noise_var, poly_logistic_noise_var_deriv)
+    _SAMPLE_FUNCTIONS[key] = (sample_grad, sample_hess)
+    return _SAMPLE_FUNCTIONS[key]
 
 
 def polynomial_params(coefficients, noise_var):
-    """Parameter vector of the polynomial model (coefficients padded to 12)."""
+    """Parameter vector: [c | c' | c'' (each padded to 12) | left, right, center, width, sqrt(left)]."""
     c = np.zeros(MAX_COEFFICIENTS)
     c[: len(coefficients)] = coefficients
     k = np.arange(MAX_COEFFICIENTS, dtype=np.float64)
@@ -156,9 +191,10 @@ def polynomial_params(coefficients, noise_var):
     d2 = np.zeros(MAX_COEFFICIENTS)
     d2[:-1] = d1[1:] * k[1:]
     if isinstance(noise_var, dict):
-        noise = [noise_var["left"], noise_var["right"], noise_var["center"], noise_var["width"]]
+        noise = [noise_var["left"], noise_var["right"], noise_var["center"], noise_var["width"],
+                 np.sqrt(noise_var["left"])]
     else:
-        noise = [noise_var, noise_var, 0.0, 1.0]
+        noise = [noise_var, noise_var, 0.0, 1.0, np.sqrt(noise_var)]
     return np.concatenate([c, d1, d2, np.asarray(noise, dtype=np.float64)])
 
 
@@ -187,6 +223,11 @@ def quad_noise_var(x, p):
     """Sigma = var_i[h_i (x - c_i)] = var(h) x^2 - 2 cov(h, hc) x + var(hc)."""
     s = p[4] * x * x - 2.0 * p[5] * x + p[6]
     return s * np.float64(s > 0.0)
+
+
+@_jitable
+def quad_noise_std(x, p):
+    return np.sqrt(quad_noise_var(x, p))
 
 
 @_jitable
@@ -231,17 +272,25 @@ def builtin_model(spec):
     name = spec["name"]
     if name == "polynomial":
         noise = spec.get("noise_var", 1.0)
-        params = polynomial_params(spec["coefficients"], noise)
-        if isinstance(noise, dict):
-            nv, nvd, (sg, sh) = (poly_logistic_noise_var, poly_logistic_noise_var_deriv,
-                                 _poly_logistic_samples)
+        coefficients = list(spec["coefficients"])
+        while len(coefficients) > 1 and coefficients[-1] == 0:
+            coefficients.pop()              # trailing zeros cost Horner steps, nothing else
+        params = polynomial_params(coefficients, noise)
+        loss, grad, hess = _poly_functions(len(coefficients))
+        logistic = isinstance(noise, dict)
+        sg, sh = _poly_samples(len(coefficients), logistic)
+        if logistic:
+            nv, ns, nvd = (poly_logistic_noise_var, poly_logistic_noise_std,
+                           poly_logistic_noise_var_deriv)
         else:
-            nv, nvd, (sg, sh) = poly_const_noise_var, poly_const_noise_var_deriv, _poly_const_samples
-        return Model(name, poly_loss, poly_grad, poly_hess, nv, nvd, poly_n_samples, sg, sh, params)
+            nv, ns, nvd = poly_const_noise_var, poly_const_noise_std, poly_const_noise_var_deriv
+        return Model(name, loss, grad, hess, nv, ns, nvd, poly_n_samples, sg, sh, params,
+                     fingerprint=f"length={len(coefficients)} logistic={logistic}")
     if name == "quadratic_finite_sum":
         params = quadratic_params(spec["curvatures"], spec.get("centers"))
-        return Model(name, quad_loss, quad_grad, quad_hess, quad_noise_var, quad_noise_var_deriv,
-                     quad_n_samples, quad_sample_grad, quad_sample_hess, params)
+        return Model(name, quad_loss, quad_grad, quad_hess, quad_noise_var, quad_noise_std,
+                     quad_noise_var_deriv, quad_n_samples, quad_sample_grad, quad_sample_hess,
+                     params)
     raise KeyError(name)
 
 
@@ -302,6 +351,10 @@ def user_model(obj, name):
         def noise_var(x, p):
             return u_nv(x)
 
+    @_jitable
+    def noise_std(x, p):
+        return np.sqrt(noise_var(x, p))
+
     if u_nvd is None:
         @_jitable
         def noise_var_deriv(x, p):
@@ -351,7 +404,8 @@ def user_model(obj, name):
         def sample_hess(x, i, p):
             return u_sh(x, i)
 
-    model = Model(name, loss, grad, hess, noise_var, noise_var_deriv, n_samples, sample_grad,
+    model = Model(name, loss, grad, hess, noise_var, noise_std, noise_var_deriv, n_samples,
+                  sample_grad,
                   sample_hess, np.zeros(1), has_samples=u_sg is not None,
                   has_hess=u_hess is not None, has_loss=u_loss is not None,
                   fingerprint=_source_fingerprint(obj))

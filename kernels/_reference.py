@@ -10,7 +10,7 @@ import numpy as np
 from ._observe import (
     F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, I_FP_MODE,
     I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN, I_LYAP_ON,
-    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, REDUCE_GROUP,
+    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, REDUCE_GROUP, TS_COUNT, TS_LOSS, TS_STATE,
 )
 
 __all__ = ["make_numpy_kernel"]
@@ -42,8 +42,9 @@ def make_numpy_kernel(advance, loss):
 
         def record_ts(k, where):
             values = x[where].astype(np.float64)
-            for column, contrib in enumerate((values, values * values, loss(values, p),
-                                              np.ones_like(values))):
+            # Columns as kernels._observe: count, loss, (two-time-scale errors), x, x^2.
+            for column, contrib in ((TS_COUNT, np.ones_like(values)), (TS_LOSS, loss(values, p)),
+                                    (TS_STATE, values), (TS_STATE + 1, values * values)):
                 np.add.at(ts_partial[:, k, column], group[where], contrib)
 
         if 0 in ts_index:

@@ -67,8 +67,25 @@ class VectorModel:
 # p = [m, eps, ...model parameters]; the state is theta = (x_0..x_{m-1}, y_0..y_{m-1}).
 
 
+_TWO_SCALE = {}
+
+
 def _two_scale(name, m, f_loss, f_grad_x, f_grad_w, tracking_error, slow_error, params, info):
-    """Wrap f(x, w) into whole-state functions of theta = (x, y) with L(theta) = f(x, eps y)."""
+    """Wrap f(x, w) into whole-state functions of theta = (x, y) with L(theta) = f(x, eps y).
+
+    The wrappers are made once per (model, m) so that every sweep point, and
+    every run in a process, reuses one compiled kernel.
+    """
+    key = (name, m)
+    if key not in _TWO_SCALE:
+        _TWO_SCALE[key] = _two_scale_functions(m, f_loss, f_grad_x, f_grad_w)
+    loss, grad, noise_var, n_samples, add_sample_grad = _TWO_SCALE[key]
+    return VectorModel(name, 2 * m, m, loss, grad, noise_var, n_samples, add_sample_grad,
+                       params, f_loss, f_grad_x, f_grad_w, tracking_error, slow_error, info,
+                       fingerprint=f"dim={2 * m} x_dim={m}", has_samples=False)
+
+
+def _two_scale_functions(m, f_loss, f_grad_x, f_grad_w):
 
     @_jitable
     def loss(th, p):
@@ -96,9 +113,7 @@ def _two_scale(name, m, f_loss, f_grad_x, f_grad_w, tracking_error, slow_error, 
 
     # Two-time-scale dynamics call f_grad_x / f_grad_w directly with w = eps*y;
     # the whole-state views above serve gd/langevin on F and the loss timeseries.
-    return VectorModel(name, 2 * m, m, loss, grad, noise_var, n_samples, add_sample_grad,
-                       params, f_loss, f_grad_x, f_grad_w, tracking_error, slow_error, info,
-                       has_samples=False)
+    return loss, grad, noise_var, n_samples, add_sample_grad
 
 
 # coupled_quadratic: f(x, w) = 1/2 |x - kappa w|^2 + 1/2 mu |w - w_star|^2
@@ -290,5 +305,6 @@ def vector_model(spec, eps=None):
         params = np.concatenate([[n, d], a.ravel(), b])
         return VectorModel(name, d, 0, lr_loss, lr_grad, lr_noise_var, lr_n_samples,
                            lr_add_sample_grad, params,
-                           info={"loss_min": loss_min, "w_min": w_min})
+                           info={"loss_min": loss_min, "w_min": w_min},
+                           fingerprint=f"dim={d}")
     raise KeyError(name)

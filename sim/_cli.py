@@ -48,6 +48,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         _error("interrupted")
         return 130
+    except BrokenPipeError:
+        # `sgdsim info OUT.h5 | head`: the reader left; nothing is wrong.
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
     except Exception as exc:
         if os.environ.get("SGDSIM_DEBUG"):
             traceback.print_exc()
@@ -207,6 +214,25 @@ def _cmd_merge(args):
 # --------------------------------------------------------------------------- info
 
 _TIMINGS = ("kernel_seconds", "compile_seconds", "wall_seconds")
+
+
+def _trajectory_steps_run(path, steps):
+    """Trajectory-steps the kernels ran: trajectories that diverged or stopped at a first
+    passage ran fewer than ``steps``. None when the file records neither."""
+    import h5py
+    import numpy as np
+    with h5py.File(path, "r") as f:
+        if "divergence/steps" not in f and "first_passage/steps" not in f:
+            return None
+        shape = f["final/theta"].shape[:2]
+        ran = np.full(shape, steps, dtype=np.int64)
+        if "first_passage/steps" in f and f["first_passage"].attrs.get("stop", False):
+            first = f["first_passage/steps"][()]
+            ran = np.where(first >= 0, first, ran)
+        if "divergence/steps" in f:
+            div = f["divergence/steps"][()]
+            ran = np.where(div >= 0, np.minimum(div, ran), ran)
+        return int(ran.sum())
 _SHOWN = {"format", "format_version", "package_version", "experiment", "seed", "trajectories",
           "steps", "dtype", "backend", "device", "rng", "complete", "created", *_TIMINGS}
 
@@ -275,8 +301,12 @@ def _describe_run(path, attrs, datasets):
     kernel = attrs.get("kernel_seconds")
     if (points and isinstance(kernel, (int, float)) and kernel > 0
             and isinstance(attrs.get("trajectories"), int) and isinstance(attrs.get("steps"), int)):
-        rate = points * attrs["trajectories"] * attrs["steps"] / kernel
-        lines.append(f"throughput: {rate:.3e} trajectory-steps/s in the kernels "
+        run_steps = _trajectory_steps_run(path, attrs["steps"])
+        planned = points * attrs["trajectories"] * attrs["steps"]
+        rate = (run_steps if run_steps is not None else planned) / kernel
+        what = ("trajectory-steps actually run" if run_steps is not None and run_steps < planned
+                else "trajectory-steps")
+        lines.append(f"throughput: {rate:.3e} {what}/s in the kernels "
                      f"({points} point{'s' if points != 1 else ''})")
     others = {k: v for k, v in attrs.items() if k not in _SHOWN}
     if others:

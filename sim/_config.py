@@ -599,15 +599,8 @@ class _Resolver:
         owner = tables[table]
         name = owner["name"]
         if table == "model" and ":" in name:
-            # User model: the key must be in [model] with a number to stand for its type.
-            if key not in owner:
-                self.fail(path, f"names no key of [model] for user model {_show(name)} "
-                                f"(a swept user-model key must also be given in [model])")
-            current = owner[key]
-            if isinstance(current, bool) or not isinstance(current, (int, float)):
-                self.fail(path, f"cannot be swept: [model] {key} is not a number "
-                                f"(got {_show(current)})")
-            return Key("int") if isinstance(current, int) else Key("float")
+            self.fail(path, f"cannot be swept: user model {_show(name)} receives only theta, "
+                            f"so its [model] keys cannot change between sweep points")
         entries = _schema.MODELS if table == "model" else _schema.DYNAMICS
         keys = entries[name].keys
         if key not in keys:

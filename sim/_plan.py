@@ -18,7 +18,7 @@ from ._config import ExperimentError
 
 __all__ = ["Plan", "make_plan", "sweep_points", "timeseries_steps", "shard_range",
            "experiment_toml", "model_for", "check_capabilities", "configuration",
-           "HISTOGRAM_GROUPS", "AUTO_CHUNK"]
+           "HISTOGRAM_GROUPS", "AUTO_CHUNK", "state_dimension", "VECTOR_MODELS"]
 
 HISTOGRAM_GROUPS = 20
 # Automatic chunk size: trajectories per launch (a multiple of REDUCE_GROUP).
@@ -71,9 +71,29 @@ def shard_range(per_point, shard):
     return cut(i), cut(i + 1)
 
 
-def model_for(spec):
-    """The kernels.Model of a resolved ``[model]`` table (built-in or user object)."""
+VECTOR_MODELS = ("coupled_quadratic", "grooves", "linear_regression")
+TWO_SCALE_MODELS = ("coupled_quadratic", "grooves")
+
+
+def state_dimension(model):
+    """(d, x_dim): coordinates of the state, and of x for a two-time-scale model (else 0)."""
+    name = model["name"]
+    if name in TWO_SCALE_MODELS:
+        return 2 * model.get("dim", 1), model.get("dim", 1)
+    if name == "linear_regression":
+        return model["features"], 0
+    return 1, 0
+
+
+def model_for(spec, dynamics=None):
+    """The kernels model of a resolved ``[model]`` table (built-in, d-dimensional or user).
+
+    Two-time-scale models take ``eps`` from the dynamics (1 under gd/langevin).
+    """
     name = spec["name"]
+    if name in VECTOR_MODELS:
+        eps = (dynamics or {}).get("eps", 1.0)
+        return kernels.vector_model(spec, eps)
     if ":" in name:
         module_name, attr = name.split(":", 1)
         obj = getattr(importlib.import_module(module_name), attr)
@@ -96,6 +116,7 @@ def check_capabilities(model, point, source):
 def configuration(observables, per_point):
     """The kernels' (conf_i, conf_f) arrays for the requested observables."""
     from kernels._observe import (
+        COORD_NORM, I_COORD,
         F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, I_FP_MODE,
         I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN, I_LYAP_ON,
         I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, N_CONF_F, N_CONF_I,
@@ -126,6 +147,10 @@ def configuration(observables, per_point):
         conf_f[F_DIV_THRESHOLD] = observables["divergence"]["threshold"]
     if "lyapunov" in observables:
         conf_i[I_LYAP_ON] = 1
+    for name in ("first_passage", "divergence", "occupancy"):
+        if name in observables:
+            coordinate = observables[name].get("coordinate", 0)
+            conf_i[I_COORD] = COORD_NORM if coordinate == "norm" else coordinate
     if "paths" in observables:
         conf_i[I_PATH_COUNT] = min(observables["paths"]["count"], per_point)
         conf_i[I_PATH_EVERY] = observables["paths"]["every"]
@@ -141,7 +166,7 @@ def _toml_value(value):
         return repr(value) if np.isfinite(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
         return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
-                                for k, v in value.items()) + " }"
+                                for k, v in value.items() if v is not None) + " }"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return str(value)
@@ -159,7 +184,9 @@ def experiment_toml(experiment):
         if table == "sweep" and not body:
             continue
         lines.append(f"[{table}]")
-        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in body.items())
+        # TOML has no null: a key whose default is computed (dynamics.b) is left out.
+        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in body.items()
+                     if v is not None)
         lines.append("")
     text = "\n".join(lines)
     tomllib.loads(text)  # what we store must read back
@@ -193,6 +220,9 @@ class Plan:
     path_steps: np.ndarray = None
     hist_groups: int = 1
     bins: int = 1
+    dim: int = 1          # coordinates of the state
+    x_dim: int = 0        # of which the fast variable x (two-time-scale models)
+    vector: bool = False  # d-dimensional kernels (also for d = 1 vector models)
 
     @property
     def observables(self):
@@ -212,6 +242,13 @@ class Plan:
         return -(-self.per_point // REDUCE_GROUP)
 
 
+def _auto_chunk(experiment, backend):
+    # Per-chunk buffers grow with d (timeseries partial sums: 4 + 2d columns per group and
+    # recorded step); keep a chunk's buffers near the scalar kernels' size.
+    dim, _ = state_dimension(experiment["model"])
+    return max(REDUCE_GROUP, AUTO_CHUNK[backend] // max(1, dim))
+
+
 def make_plan(experiment, backend, shard=None, chunk=None):
     """The plan of ``experiment`` on an already resolved ``backend`` (no GPU check here).
 
@@ -223,7 +260,7 @@ def make_plan(experiment, backend, shard=None, chunk=None):
     observables = experiment["observables"]
     per_point, steps = run["trajectories"], run["steps"]
     lo, hi = shard_range(per_point, shard)
-    chunk = chunk or run["chunk"] or AUTO_CHUNK[backend]
+    chunk = chunk or run["chunk"] or _auto_chunk(experiment, backend)
     chunk = max(REDUCE_GROUP, -(-chunk // REDUCE_GROUP) * REDUCE_GROUP)
     points = sweep_points(experiment)
     path_every = observables["paths"]["every"] if "paths" in observables else 1
@@ -241,6 +278,8 @@ def make_plan(experiment, backend, shard=None, chunk=None):
         hist_groups=min(HISTOGRAM_GROUPS, per_point) if "histogram" in observables else 1,
         bins=observables["histogram"]["bins"] if "histogram" in observables else 1,
     )
+    plan.dim, plan.x_dim = state_dimension(experiment["model"])
+    plan.vector = experiment["model"]["name"] in VECTOR_MODELS
     plan.chunks = [(p, a, min(a + chunk, hi)) for p in range(len(points))
                    for a in range(lo, hi, chunk)]
     return plan

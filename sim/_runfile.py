@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from kernels import REDUCE_GROUP
+from kernels._observe import TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING
 
 from ._plan import experiment_toml
 from ._version import __version__
@@ -101,7 +102,7 @@ class TreeSum:
 def row_fields(plan):
     """(name, dataset, dtype, trailing shape) of each per-trajectory output of ``plan``."""
     observables = plan.observables
-    fields = [("x_final", "final/theta", plan.dtype, (1,))]
+    fields = [("x_final", "final/theta", plan.dtype, (plan.dim,))]
     if "first_passage" in observables:
         fields.append(("fp_steps", "first_passage/steps", np.int64, ()))
     if "divergence" in observables:
@@ -146,16 +147,19 @@ class Piece:
             value = out[name]
             self.row_data[name].append(value.reshape(b - a, -1) if name == "x_final" else value)
         if "histogram" in plan.observables:
+            # [groups, d, bins + 2] (the scalar kernels leave out the d axis).
+            counts = out["hist"].reshape(plan.hist_groups, plan.dim, plan.bins + 2)
             if point in self.hist:
-                self.hist[point] += out["hist"]
+                self.hist[point] += counts
             else:
-                self.hist[point] = out["hist"].copy()
+                self.hist[point] = counts.copy()
         if "timeseries" in plan.observables:
             tree = self.trees.setdefault(point, TreeSum(plan.groups_per_point))
             tree.add_run(a // REDUCE_GROUP, out["ts_partial"])
         if a < plan.path_count:
             stop = min(b, plan.path_count)
-            self.path_rows.append((point, a, paths[a:stop].copy()))
+            self.path_rows.append((point, a, paths[a:stop].reshape(
+                stop - a, plan.path_steps.size, plan.dim).copy()))
 
 
 def write_piece(group, piece):
@@ -173,7 +177,7 @@ def write_piece(group, piece):
     group.create_dataset("hist/points", data=np.array(hist_points, dtype=np.int64))
     group.create_dataset("hist/counts", data=np.array(
         [piece.hist[p] for p in hist_points], dtype=np.int64).reshape(
-        len(hist_points), plan.hist_groups, plan.bins + 2))
+        len(hist_points), plan.hist_groups, plan.dim, plan.bins + 2))
     tree_points, keys, sums = [], [], []
     for point in sorted(piece.trees):
         point_keys, point_sums = piece.trees[point].ordered()
@@ -189,7 +193,7 @@ def write_piece(group, piece):
         dtype=np.int64).reshape(-1, 3))
     group.create_dataset("paths/theta", data=np.concatenate(
         [values for _, _, values in piece.path_rows]) if piece.path_rows
-        else np.zeros((0, plan.path_steps.size), dtype=plan.dtype))
+        else np.zeros((0, plan.path_steps.size, plan.dim), dtype=plan.dtype))
 
 
 class StoredPiece(Piece):
@@ -236,11 +240,11 @@ class ShardFilePiece:
             batch = f["histogram/batch_counts"][()]
             outside = f["histogram/outside"][()]
             for p in range(plan.n_points):
-                counts = np.zeros((plan.hist_groups, plan.bins + 2), dtype=np.int64)
-                counts[:, :plan.bins] = batch[p, :, 0, :]
+                counts = np.zeros((plan.hist_groups, plan.dim, plan.bins + 2), dtype=np.int64)
+                counts[:, :, :plan.bins] = batch[p]
                 # Only the point's total outside counts are written; group 0 carries them,
                 # which is exact because the run file keeps only the sum over groups.
-                counts[0, plan.bins:] = outside[p, 0]
+                counts[0, :, plan.bins:] = outside[p]
                 self.hist[p] = counts
         self.trees = {}
         if "shard/timeseries_nodes" in f:
@@ -255,7 +259,7 @@ class ShardFilePiece:
             stop = min(hi, plan.path_count)
             theta = f["paths/theta"]
             for p in range(plan.n_points):
-                self.path_rows.append((p, lo, theta[p, lo:stop, :, 0]))
+                self.path_rows.append((p, lo, theta[p, lo:stop]))
 
     def rows(self, k):
         point = self.segments[k][0]
@@ -301,9 +305,9 @@ def write_run(path, plan, pieces, attrs):
     """
     observables = plan.observables
     covered = {p: [] for p in range(plan.n_points)}
-    hist = np.zeros((plan.n_points, plan.hist_groups, plan.bins + 2), dtype=np.int64)
+    hist = np.zeros((plan.n_points, plan.hist_groups, plan.dim, plan.bins + 2), dtype=np.int64)
     trees = [TreeSum(plan.groups_per_point) for _ in range(plan.n_points)]
-    paths = np.full((plan.n_points, plan.path_count, plan.path_steps.size), np.nan,
+    paths = np.full((plan.n_points, plan.path_count, plan.path_steps.size, plan.dim), np.nan,
                     dtype=plan.dtype)
     with h5py.File(path, "w") as f:
         ds = _create_datasets(f, plan)
@@ -324,13 +328,13 @@ def write_run(path, plan, pieces, attrs):
         _check_cover(plan, covered)
         if "histogram" in observables:
             bins = plan.bins
-            f.create_dataset("histogram/batch_counts", data=hist[:, :, None, :bins])
-            f.create_dataset("histogram/counts", data=hist[:, None, :, :bins].sum(axis=2))
-            f.create_dataset("histogram/outside", data=hist[:, None, :, bins:].sum(axis=2))
+            f.create_dataset("histogram/batch_counts", data=hist[..., :bins])
+            f.create_dataset("histogram/counts", data=hist[..., :bins].sum(axis=1))
+            f.create_dataset("histogram/outside", data=hist[..., bins:].sum(axis=1))
         if "timeseries" in observables:
             _write_timeseries(f, plan, trees)
         if "paths" in observables:
-            f.create_dataset("paths/theta", data=paths[..., None])
+            f.create_dataset("paths/theta", data=paths)
         for key in plan.experiment.get("sweep") or {}:
             values = [v[key] for v, _ in plan.points]
             try:
@@ -356,8 +360,7 @@ def _check_cover(plan, covered):
 
 def _write_timeseries(f, plan, trees):
     t = plan.ts_steps.size
-    columns = max((value.shape[-1] for tree in trees for value in tree.nodes.values()),
-                  default=4)
+    columns = TS_STATE + 2 * plan.dim
     sums = np.zeros((plan.n_points, t, columns))
     shard_keys = None
     for p, tree in enumerate(trees):
@@ -380,16 +383,23 @@ def _write_timeseries(f, plan, trees):
                              dtype=np.float64)
         if keys:
             f["shard/timeseries_sums"][p] = np.array(values)
-    # Columns of the scalar kernels' partial sums: sum theta, sum theta^2, sum loss, count.
-    count = sums[:, :, 3]
+    # Columns of the kernels' partial sums (kernels._observe): count, loss,
+    # |x - lambda(y)|^2, |y - y*|^2, then sum x_k, sum x_k^2 for each coordinate k.
+    count = sums[:, :, TS_COUNT]
+    state = sums[:, :, TS_STATE:TS_STATE + 2 * plan.dim]
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        mean = sums[:, :, 0] / count
-        var = np.maximum(sums[:, :, 1] / count - mean * mean, 0.0)
-        loss_mean = sums[:, :, 2] / count
-    f.create_dataset("timeseries/mean", data=mean[..., None])
-    f.create_dataset("timeseries/var", data=var[..., None])
+        mean = state[..., 0::2] / count[..., None]
+        var = np.maximum(state[..., 1::2] / count[..., None] - mean * mean, 0.0)
+        loss_mean = sums[:, :, TS_LOSS] / count
+        tracking = sums[:, :, TS_TRACKING] / count
+        slow = sums[:, :, TS_SLOW] / count
+    f.create_dataset("timeseries/mean", data=mean)
+    f.create_dataset("timeseries/var", data=var)
     f.create_dataset("timeseries/loss_mean", data=loss_mean)
     f.create_dataset("timeseries/count", data=count.astype(np.int64))
+    if plan.x_dim:
+        f.create_dataset("timeseries/tracking_error", data=tracking)
+        f.create_dataset("timeseries/slow_error", data=slow)
 
 
 def root_attrs(plan, device, complete, kernel_seconds=0.0, compile_seconds=0.0,
@@ -413,6 +423,9 @@ def root_attrs(plan, device, complete, kernel_seconds=0.0, compile_seconds=0.0,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(),
         "complete": complete,
     }
+    attrs["dim"] = plan.dim
+    if plan.x_dim:
+        attrs["x_dim"] = plan.x_dim
     if plan.shard is not None:
         attrs["shard"] = np.array(plan.shard, dtype=np.int64)
         attrs["shard_range"] = np.array([plan.lo, plan.hi], dtype=np.int64)

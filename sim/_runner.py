@@ -12,6 +12,7 @@ point, integer accumulators are order-free, and timeseries group sums are
 added in a fixed tree over group indices, so every dataset is identical bit
 for bit whatever the chunk size, thread count, interruptions, shards or ranks.
 """
+import math
 import os
 import signal
 import sys
@@ -70,6 +71,7 @@ class _Progress:
         self.total = max(total, 1)
         self.done = done
         self.start_done = done
+        self.ran = 0
         self.start = time.perf_counter()
         self.bar = None
         if not quiet and sys.stderr.isatty():
@@ -77,20 +79,41 @@ class _Progress:
             self.bar = tqdm(total=total, initial=done, unit="traj-step", unit_scale=True,
                             file=sys.stderr, dynamic_ncols=True)
 
-    def update(self, amount, label):
+    def update(self, amount, label, ran=None):
+        """Count ``amount`` planned trajectory-steps done, of which ``ran`` actually ran.
+
+        Progress and time left follow the plan; the rate shown counts the steps the
+        kernels ran (fewer when trajectories stop early).
+        """
         self.done += amount
+        self.ran += amount if ran is None else ran
         if self.bar is not None:
             self.bar.update(amount)
+            elapsed = time.perf_counter() - self.start
+            if elapsed > 0:
+                self.bar.set_postfix_str(f"{self.ran / elapsed:.3g} traj-steps/s run",
+                                         refresh=False)
         elif not self.quiet:
             elapsed = time.perf_counter() - self.start
-            rate = (self.done - self.start_done) / elapsed if elapsed > 0 else float("nan")
-            left = (self.total - self.done) / rate if rate > 0 else float("nan")
+            planned_rate = (self.done - self.start_done) / elapsed if elapsed > 0 else math.nan
+            rate = self.ran / elapsed if elapsed > 0 else math.nan
+            left = (self.total - self.done) / planned_rate if planned_rate > 0 else math.nan
             print(f"sgdsim: {label}: {self.done / self.total:6.1%} done, "
                   f"{rate:.3g} traj-steps/s, {left:.0f} s left", file=sys.stderr, flush=True)
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+def _steps_run(out, plan, conf_i):
+    """Trajectory-steps a chunk's kernel ran: stopped trajectories ran fewer than T."""
+    from kernels._observe import I_FP_STOP
+    ran = np.full(out["div_steps"].shape, plan.steps, dtype=np.int64)
+    if conf_i[I_FP_STOP]:
+        ran = np.where(out["fp_steps"] >= 0, out["fp_steps"], ran)
+    ran = np.where(out["div_steps"] >= 0, np.minimum(out["div_steps"], ran), ran)
+    return int(ran.sum())
 
 
 class _Points:
@@ -100,7 +123,7 @@ class _Points:
         self.plan = plan
         self.models = []
         for _, point in plan.points:
-            model = model_for(point["model"])
+            model = model_for(point["model"], point["dynamics"])
             check_capabilities(model, point, source)
             self.models.append(model)
         self.cache = {}
@@ -113,9 +136,11 @@ class _Points:
             kernel = kernels.get_kernel(plan.backend, self.models[index], point["dynamics"],
                                         plan.dtype)
             conf_i, conf_f = configuration(plan.observables, plan.per_point)
-            paths = np.full((plan.path_count, plan.path_steps.size), np.nan, dtype=plan.dtype)
-            self.cache = {index: (kernel, kernels.dynamics_params(point["dynamics"]),
-                                  conf_i, conf_f, paths)}
+            shape = (plan.path_count, plan.path_steps.size) + ((plan.dim,) if plan.vector else ())
+            paths = np.full(shape, np.nan, dtype=plan.dtype)
+            params = (kernels.vector_dynamics_params if plan.vector
+                      else kernels.dynamics_params)(point["dynamics"])
+            self.cache = {index: (kernel, params, conf_i, conf_f, paths)}
         return self.cache[index]
 
 
@@ -133,7 +158,7 @@ def _execute(plan, points, first, progress, save=None, interval=None):
             kernel, d, conf_i, conf_f, paths = points.get(p)
             g_first = p * plan.per_point + a
             x0 = kernels.initial_state(plan.points[p][1]["init"], g_first, b - a, plan.seed,
-                                       plan.dtype)
+                                       plan.dtype, plan.dim if plan.vector else 0)
             out, seconds = kernel.run(x0, g_first, a, plan.steps, plan.seed,
                                       points.models[p].params, d, conf_i, conf_f,
                                       plan.boundaries, plan.ts_steps, paths)
@@ -143,7 +168,8 @@ def _execute(plan, points, first, progress, save=None, interval=None):
             piece.kernel_seconds += seconds
             piece.add_chunk(p, a, b, out, paths)
             progress.update((b - a) * plan.steps,
-                            f"point {p + 1}/{n_points} trajectories {b}/{plan.hi}")
+                            f"point {p + 1}/{n_points} trajectories {b}/{plan.hi}",
+                            ran=_steps_run(out, plan, conf_i))
             now = time.perf_counter()
             if save is not None and c + 1 < len(plan.chunks) and (
                     now - last_save >= interval or piece.nbytes() >= CHECKPOINT_BYTES):

@@ -302,7 +302,8 @@ OBSERVABLES = {
 }
 
 # A user model: [model] name = "package.module:object". Every other key of [model] is
-# passed through untouched for the object to read.
+# passed through untouched (kept in the run file as a record); the object's functions
+# receive only theta, so those keys cannot be swept.
 USER_MODEL = Entry(
     "name = \"package.module:object\": an object (module, class or instance) with plain "
     "scalar functions that numba can compile for the CPU and as CUDA device functions",
@@ -313,12 +314,14 @@ USER_MODEL = Entry(
         "loss(theta), second_derivative(theta) (needed by lyapunov)",
         "optional finite sum (needed by sgd noise = \"finite_sum\"): n_samples, "
         "per_sample_gradient(theta, i), per_sample_second_derivative(theta, i)",
-        "other [model] keys are passed through untouched",
+        "other [model] keys are passed through untouched (recorded, not read by the "
+        "kernels; they cannot be swept)",
     ),
 )
 
 SWEEP_NOTES = (
-    "keys are dotted \"table.key\": a numeric key of [model] or [dynamics], or init.value",
+    "keys are dotted \"table.key\": a numeric key of a built-in [model] or of [dynamics], "
+    "or init.value",
     "each is a non-empty list; every value is checked as if it were the plain key",
     "several keys form a grid, last key fastest; P = product of the list lengths",
     "a swept required key (lr, dt, temperature) may be left out of its own table; "

@@ -530,11 +530,14 @@ def test_user_model_keys_pass_through(tmp_path, monkeypatch):
         "        return 4.0 * theta * (theta * theta - 1.0) + 0.1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     resolved = loads_experiment(RUN + '[model]\nname = "my_wells:TiltedWell"\ntilt = 0.1\n'
-                                'shape = { depth = 2 }\n' + LANGEVIN +
-                                '[sweep]\n"model.tilt" = [0.0, 0.2]\n')
+                                'shape = { depth = 2 }\n' + LANGEVIN)
     assert resolved["model"] == {"name": "my_wells:TiltedWell", "tilt": 0.1,
                                  "shape": {"depth": 2}}
-    assert resolved["sweep"] == {"model.tilt": [0.0, 0.2]}
+    # The object's functions see only theta, so a swept key could not reach them: refused.
+    with pytest.raises(ExperimentError) as error:
+        loads_experiment(RUN + '[model]\nname = "my_wells:TiltedWell"\ntilt = 0.1\n' + LANGEVIN +
+                         '[sweep]\n"model.tilt" = [0.0, 0.2]\n')
+    assert "model.tilt" in str(error.value) and "cannot be swept" in str(error.value)
 
 
 def test_run_calls_the_runner(capsys, paths, monkeypatch):

@@ -102,14 +102,14 @@ def test_cuda_simulator_agrees_with_cpu(tmp_path, make):
 import json, pathlib, numpy as np
 from tests.test_engine_backends import {make} as make
 from tests.conftest import run_file
-out = run_file(pathlib.Path({str(tmp_path)!r}), make(trajectories=300, steps=30, backend="cuda"), "cuda.h5")
+out = run_file(pathlib.Path({str(tmp_path)!r}), make(trajectories=200, steps=20, backend="cuda"), "cuda.h5")
 assert out["attrs"]["backend"] == "cuda"
 print("ok")
 """
     result = cuda_simulator_subprocess(code)
     assert result.returncode == 0, result.stderr[-3000:]
     cuda = read_run(tmp_path / "cuda.h5")
-    cpu = run_file(tmp_path, globals()[make](trajectories=300, steps=30), "cpu.h5")
+    cpu = run_file(tmp_path, globals()[make](trajectories=200, steps=20), "cpu.h5")
     for key in datasets(cpu):
         if cpu[key].dtype.kind in "iub":
             np.testing.assert_array_equal(cpu[key], cuda[key], err_msg=key)

@@ -1,0 +1,237 @@
+"""d-dimensional states and two time scales against exact answers (issue 4)."""
+import numpy as np
+import pytest
+from scipy import linalg
+
+from kernels import linear_regression_data
+from tests.conftest import cuda_simulator_subprocess, read_run, requires_cuda_sim, run_file
+
+
+def coupled(dynamics, trajectories=20_000, steps=400, dim=1, **observables):
+    return {
+        "run": {"seed": 17, "trajectories": trajectories, "steps": steps, "backend": "cpu"},
+        "model": {"name": "coupled_quadratic", "dim": dim, "kappa": 1.0, "mu": 1.0,
+                  "w_star": [0.5]},
+        "dynamics": dynamics,
+        "init": {"value": 0.0},
+        "observables": observables,
+    }
+
+
+def linear_map(a, b, eps, kappa=1.0, mu=1.0, w_star=0.5):
+    """z' = A z + c (+ noise) for coupled_quadratic (dim 1) under two_time_scale."""
+    A = np.array([[1 - a, a * kappa * eps],
+                  [b * kappa, 1 - b * eps * (kappa**2 + mu)]])
+    c = np.array([0.0, b * mu * w_star])
+    return A, c
+
+
+def check_moments(samples, mean, cov, sigmas=5.0):
+    """Sample mean and covariance of rows of ``samples`` within ``sigmas`` standard errors."""
+    n = samples.shape[0]
+    centred = samples - samples.mean(axis=0)
+    assert np.all(np.abs(samples.mean(axis=0) - mean) < sigmas * np.sqrt(np.diag(cov) / n))
+    for i in range(cov.shape[0]):
+        for j in range(cov.shape[0]):
+            products = centred[:, i] * centred[:, j]
+            se = products.std(ddof=1) / np.sqrt(n)
+            assert abs(products.mean() - cov[i, j]) < sigmas * se, (i, j)
+
+
+def test_two_time_scale_matches_discrete_lyapunov_equation(tmp_path):
+    a, eps, nx, ny = 0.2, 0.5, 1.0, 0.8
+    b = eps * a
+    data = run_file(tmp_path, coupled({"name": "two_time_scale", "a": a, "eps": eps,
+                                       "noise_x": nx, "noise_y": ny}))
+    A, c = linear_map(a, b, eps)
+    mean = np.linalg.solve(np.eye(2) - A, c)
+    cov = linalg.solve_discrete_lyapunov(A, np.diag([(a * nx) ** 2, (b * ny) ** 2]))
+    assert data["final/theta"].shape == (1, 20_000, 2)
+    assert mean[1] == pytest.approx(0.5 / eps)          # y* = w_star / eps
+    check_moments(data["final/theta"][0], mean, cov)
+
+
+def test_two_time_scale_sde_matches_ornstein_uhlenbeck(tmp_path):
+    dt, eps, s, alpha = 0.02, 0.5, 0.7, 0.5
+    data = run_file(tmp_path, coupled({"name": "two_time_scale_sde", "dt": dt, "eps": eps,
+                                       "s": s, "alpha": alpha}, steps=3000))
+    # With kappa = mu = 1: dx = -(x - eps y) dt + s dW and
+    # dy = -eps (-(x - eps y) + (eps y - w*)) dt + eps^(1+alpha) dB, i.e. dz = (c - K z) dt + ...
+    K = np.array([[1.0, -eps], [-eps, 2.0 * eps * eps]])
+    Q = np.diag([s**2, eps ** (2 * (1 + alpha))])
+    continuous = linalg.solve_continuous_lyapunov(K, Q)         # K S + S K^T = Q
+    # Euler-Maruyama's stationary covariance solves S = A S A^T + Q dt with A = I - K dt:
+    # K S + S K^T - dt K S K^T = Q, so its bias is O(dt); here exactly:
+    A = np.eye(2) - K * dt
+    discrete = linalg.solve_discrete_lyapunov(A, Q * dt)
+    bias = np.abs(discrete - continuous).max() / np.abs(continuous).max()
+    assert 0 < bias < 0.05
+    mean = np.linalg.solve(K, np.array([0.0, eps * 0.5]))     # the fixed point (0.5, 1.0)
+    assert mean == pytest.approx([0.5, 1.0])
+    theta = data["final/theta"][0]
+    check_moments(theta, mean, discrete)
+    # Against the continuous answer: within the derived bias plus 5 standard errors.
+    n = theta.shape[0]
+    sample = np.cov(theta.T)
+    for i in range(2):
+        for j in range(2):
+            se = np.std((theta[:, i] - theta[:, i].mean()) * (theta[:, j] - theta[:, j].mean()),
+                        ddof=1) / np.sqrt(n)
+            assert abs(sample[i, j] - continuous[i, j]) < abs(discrete[i, j] - continuous[i, j]) \
+                + 5 * se
+
+
+def test_two_time_scale_timeseries_of_tracking_and_slow_errors(tmp_path):
+    data = run_file(tmp_path, coupled({"name": "two_time_scale", "a": 0.2, "eps": 0.1},
+                                      trajectories=256, steps=3000,
+                                      timeseries={"points": 30}))
+    assert data["attrs"]["x_dim"] == 1
+    tracking = data["timeseries/tracking_error"][0]
+    slow = data["timeseries/slow_error"][0]
+    # Noiseless: x tracks lambda(y) within a few fast steps, y then creeps to y* = 5.
+    assert tracking[-1] < 1e-6
+    assert slow[0] == pytest.approx(25.0)
+    assert slow[-1] < 1e-3 * slow[0]
+
+
+def regression(lr, batch, steps=4000, trajectories=4000):
+    return {
+        "run": {"seed": 5, "trajectories": trajectories, "steps": steps, "backend": "cpu"},
+        "model": {"name": "linear_regression", "samples": 64, "features": 8,
+                  "eigenvalues": [1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.1, 0.1],
+                  "label_noise": 0.5, "data_seed": 2},
+        "dynamics": {"name": "sgd", "lr": lr, "batch_size": batch},
+        "init": {"value": 0.0},
+        "observables": {"timeseries": {"points": 20}},
+    }
+
+
+def stationary_excess_loss(tmp_path, lr, batch, name):
+    data = run_file(tmp_path, regression(lr, batch), name)
+    a, b, w_min, loss_min = linear_regression_data(
+        64, 8, [1.0, 1.0, 0.5, 0.5, 0.25, 0.25, 0.1, 0.1], 0.5, 2)
+    theta = data["final/theta"][0]                 # [N, 8]
+    residual = theta @ a.T - b                     # [N, 64]
+    excess = 0.5 * (residual**2).mean(axis=1) - loss_min
+    assert loss_min == pytest.approx(0.5 * np.mean((a @ w_min - b) ** 2))
+    return excess.mean(), excess.std(ddof=1) / np.sqrt(excess.size)
+
+
+def test_linear_regression_noise_scale_lr_over_batch(tmp_path):
+    small = [stationary_excess_loss(tmp_path, lr, batch, f"s{batch}.h5")
+             for lr, batch in ((0.02, 1), (0.04, 2), (0.08, 4))]
+    values = np.array([m for m, _ in small])
+    # Small steps: only lr/B matters (to within 10 %).
+    assert values.max() / values.min() < 1.10
+    # Large steps at the same lr/B = 0.15: it no longer does (terms of order lr^2 H; at
+    # lr = 1.0, B = 4 the iteration is already unstable).
+    large = [stationary_excess_loss(tmp_path, lr, batch, f"l{batch}.h5")
+             for lr, batch in ((0.15, 1), (0.6, 4))]
+    (m1, se1), (m4, se4) = large
+    assert abs(m4 - m1) / min(m1, m4) > 0.10
+    assert abs(m4 - m1) > 5 * np.hypot(se1, se4)
+
+
+def vector_case(backend, trajectories=300, steps=25):
+    return {
+        "run": {"seed": 8, "trajectories": trajectories, "steps": steps, "backend": backend},
+        "model": {"name": "grooves", "dim": 2, "kappa": 1.0, "mu": 2.0},
+        "dynamics": {"name": "two_time_scale_sde", "dt": 0.05, "eps": 0.3, "s": 0.6,
+                     "alpha": 0.5},
+        "init": {"normal": {"mean": 0.5, "std": 1.0}},
+        "observables": {
+            "histogram": {"lo": -3.0, "hi": 3.0, "bins": 30, "burn_in": 5},
+            "first_passage": {"above": 2.0, "coordinate": "norm"},
+            "divergence": {"threshold": 100.0, "coordinate": "norm"},
+            "lyapunov": {},
+            "occupancy": {"boundaries": [1.0], "coordinate": "norm"},
+            "timeseries": {"points": 6},
+            "paths": {"count": 3, "every": 5},
+        },
+    }
+
+
+def datasets(data):
+    return {k: v for k, v in data.items() if k != "attrs"}
+
+
+def test_vector_kernels_cpu_and_numpy_agree_and_chunks_do_not_matter(tmp_path):
+    cpu = run_file(tmp_path, vector_case("cpu"), "cpu.h5")
+    ref = run_file(tmp_path, vector_case("numpy"), "np.h5")
+    chunked = run_file(tmp_path, vector_case("cpu") | {"run": {
+        **vector_case("cpu")["run"], "chunk": 256}}, "chunked.h5")
+    assert cpu["final/theta"].shape == (1, 300, 4)
+    assert cpu["histogram/counts"].shape == (1, 4, 30)
+    for key in datasets(cpu):
+        np.testing.assert_array_equal(cpu[key], chunked[key], err_msg=key)
+        if cpu[key].dtype.kind in "iub":
+            np.testing.assert_array_equal(cpu[key], ref[key], err_msg=key)
+        else:
+            np.testing.assert_allclose(cpu[key], ref[key], rtol=1e-9, atol=1e-10,
+                                       equal_nan=True, err_msg=key)
+
+
+@requires_cuda_sim
+def test_vector_kernel_cuda_simulator_agrees_with_cpu(tmp_path):
+    code = f"""
+import pathlib
+from tests.test_vector_dynamics import vector_case
+from tests.conftest import run_file
+run_file(pathlib.Path({str(tmp_path)!r}), vector_case("cuda", 64, 4), "cuda.h5")
+print("ok")
+"""
+    result = cuda_simulator_subprocess(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cuda = read_run(tmp_path / "cuda.h5")
+    cpu = run_file(tmp_path, vector_case("cpu", 64, 4), "cpu.h5")
+    for key in datasets(cpu):
+        if cpu[key].dtype.kind in "iub":
+            np.testing.assert_array_equal(cpu[key], cuda[key], err_msg=key)
+        else:
+            np.testing.assert_allclose(cpu[key], cuda[key], rtol=1e-9, atol=1e-10,
+                                       equal_nan=True, err_msg=key)
+
+
+def test_dimension_64_runs_in_thread_local_memory(tmp_path):
+    exp = regression(0.01, 1, steps=2000, trajectories=512)
+    exp["model"].update(features=64, samples=128, eigenvalues=[1.0] * 64)
+    exp["observables"] = {"lyapunov": {}, "timeseries": {"points": 5}}
+    data = run_file(tmp_path, exp)
+    assert data["final/theta"].shape == (1, 512, 64)
+    assert data["timeseries/mean"].shape == (1, 5, 64)
+    # GD-like contraction: the top Lyapunov exponent is negative and finite.
+    rate = data["lyapunov/log_growth"][0] / data["lyapunov/steps"][0]
+    assert np.all(np.isfinite(rate)) and rate.mean() < 0
+
+
+def test_disk_cache_keeps_kernels_of_different_shapes_apart(tmp_path):
+    # Regression: numba's on-disk cache once handed a d = 2 kernel to a d = 4 model
+    # (its closure hash does not tell them apart); sgdsim keys a folder per kernel.
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+    code = f"""
+import pathlib, numpy as np
+from tests.test_vector_dynamics import coupled, vector_case
+from tests.conftest import run_file
+out = pathlib.Path({str(tmp_path)!r})
+a = run_file(out, coupled({{"name": "two_time_scale", "a": 0.2, "eps": 0.5}}, 256, 20), "a.h5")
+b = run_file(out, vector_case("cpu", 256, 20), "b.h5")
+print(np.isfinite(a["final/theta"]).all() and np.isfinite(b["final/theta"]).all()
+      and b["final/theta"].shape == (1, 256, 4))
+np.save(out / ("b_" + __import__("os").environ["SGDSIM_CACHE_DIR"].replace("/", "_") + ".npy"),
+        b["final/theta"])
+"""
+    finals = []
+    for cache in (str(tmp_path / "cache"), str(tmp_path / "cache"), "off"):
+        env = dict(os.environ, SGDSIM_CACHE_DIR=cache, PYTHONPATH=str(ROOT))
+        result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                text=True, timeout=600, cwd=str(ROOT))
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert result.stdout.strip() == "True"
+        finals.append(np.load(tmp_path / ("b_" + cache.replace("/", "_") + ".npy")))
+    # Cold cache, warm cache and no cache give the same bits.
+    np.testing.assert_array_equal(finals[0], finals[1])
+    np.testing.assert_array_equal(finals[0], finals[2])
