@@ -26,14 +26,20 @@ from ._observe import (
 
 __all__ = ["make_cpu_kernel", "LANES"]
 
-LANES = 16
+LANES = 64
 _BLOCKS = REDUCE_GROUP // LANES
 _FOLD_HI = 2.0**500
 _FOLD_LO = 2.0**-500
 
 
-def make_cpu_kernel(advance, loss, cache=False):
+def make_cpu_kernel(advance, loss, cache=False, split_update=False):
     """Compile the chunk kernel for one (model, dynamics) pair on the CPU.
+
+    ``split_update`` puts the update in a loop of its own, apart from the
+    bookkeeping: an update that gathers from the parameter vector (a random
+    sample's curvature) next to the bookkeeping's stores does not vectorise
+    fused, and does split (1.7x on SGD over quadratic_finite_sum); a fused
+    loop is 2-3x faster for every other update.
 
     Signature of the returned function (all outputs preallocated; see
     kernels.ChunkKernel.run for shapes):
@@ -125,6 +131,20 @@ def make_cpu_kernel(advance, loss, cache=False):
                             product[lane] *= abs(jn) if counts != 0 else 1.0
                             grown[lane] += counts
                             folds |= np.int64(not (_FOLD_LO <= product[lane] <= _FOLD_HI))
+                    elif split_update:
+                        for lane in range(LANES):
+                            xn, jn = advance(x[lane], g0 + np.uint64(lane), tu, key_lo, key_hi,
+                                             p, d)
+                            x_next[lane] = xn
+                        for lane in range(LANES):
+                            r = running[lane]
+                            value = x_next[lane] if r != 0 else x[lane]
+                            x[lane] = value
+                            bad = np.int64(not (abs(value) <= threshold))
+                            hit = unpassed[lane] * np.int64(sign * value >= signed_level)
+                            f = r * (bad * 2 + hit)
+                            flag[lane] = f
+                            events |= f
                     else:
                         for lane in range(LANES):
                             xn, jn = advance(x[lane], g0 + np.uint64(lane), tu, key_lo, key_hi,

@@ -16,7 +16,7 @@ counter (block, t, g); a normal takes two words, a sample index one.
 import numpy as np
 from numba.extending import register_jitable
 
-from ._philox import normal_pair, step_block, uniform_index
+from ._philox import normal_pair, normal_pair32, step_block, uniform_index
 
 __all__ = ["make_advance", "dynamics_params", "DYNAMICS"]
 
@@ -45,8 +45,15 @@ def dynamics_params(spec):
     raise KeyError(name)
 
 
-def make_advance(model, name, noise="finite_sum"):
-    """The step function of dynamics ``name`` on ``model`` (see module docstring)."""
+def make_advance(model, name, noise="finite_sum", precision="float64", single_sample=False):
+    """The step function of dynamics ``name`` on ``model`` (see module docstring).
+
+    ``precision = "float32"`` (runs with a float32 state) draws normals with the
+    single-precision transform ``normal_pair32`` (same words, 2.4x faster);
+    ``single_sample`` builds SGD's batch-size-1 update without the batch loop,
+    so that it vectorises.
+    """
+    normals = normal_pair32 if precision == "float32" else normal_pair
     grad, hess = model.grad, model.hess
     noise_var, noise_std, noise_var_deriv = model.noise_var, model.noise_std, model.noise_var_deriv
     n_samples, sample_grad, sample_hess = model.n_samples, model.sample_grad, model.sample_hess
@@ -63,7 +70,7 @@ def make_advance(model, name, noise="finite_sum"):
         def advance(x, g, t, key_lo, key_hi, p, d):
             x = np.float64(x)
             w0, w1, w2, w3 = step_block(key_lo, key_hi, g, t, _ZERO)
-            xi, unused = normal_pair(w0, w1)
+            xi, unused = normals(w0, w1)
             dt, temperature = d[0], d[1]
             amplitude = d[2] * noise_std(x, p)        # d[2] = sqrt(temperature dt)
             # d amplitude / dx = temperature dt Sigma' / (2 amplitude); 0 where Sigma = 0.
@@ -77,13 +84,22 @@ def make_advance(model, name, noise="finite_sum"):
         def advance(x, g, t, key_lo, key_hi, p, d):
             x = np.float64(x)
             w0, w1, w2, w3 = step_block(key_lo, key_hi, g, t, _ZERO)
-            xi, unused = normal_pair(w0, w1)
+            xi, unused = normals(w0, w1)
             lr, batch = d[0], d[1]
             root = noise_std(x, p) * d[2]             # d[2] = 1 / sqrt(B)
             safe = root + np.float64(root == 0.0)
             slope = 0.5 * noise_var_deriv(x, p) / (batch * safe)
             x_next = x - lr * (grad(x, p) + root * xi)
             return x_next, 1.0 - lr * (hess(x, p) + slope * xi)
+
+    elif name == "sgd" and single_sample:
+        @_jitable
+        def advance(x, g, t, key_lo, key_hi, p, d):
+            # B = 1: word 0 of block 0 picks the sample, as in the general rule below.
+            x = np.float64(x)
+            w0, w1, w2, w3 = step_block(key_lo, key_hi, g, t, _ZERO)
+            i = np.int64(uniform_index(w0, n_samples(p)))
+            return x - d[0] * sample_grad(x, i, p), 1.0 - d[0] * sample_hess(x, i, p)
 
     elif name == "sgd":
         @_jitable

@@ -234,25 +234,30 @@ def _numba_cache_dir(path):
 def get_kernel(backend, model, dynamics, dtype, cache=True):
     """The chunk kernel for a model, a resolved ``[dynamics]`` table and a dtype.
 
-    CPU kernels are cached on disk across runs (see ``cache_dir``); the cache
-    holds one kernel per (model functions, dynamics, noise) and numba adds one
-    specialisation per state dtype.
+    CPU kernels are cached on disk across runs (see ``cache_dir``). One kernel is
+    compiled per (model functions, dynamics, noise kind, state dtype, and for
+    sgd whether B = 1); parameters are arguments, so sweeps reuse it.
     """
     dtype = np.dtype(dtype)
     noise = dynamics.get("noise", "finite_sum")
-    key = (backend, model.specialisation, dynamics["name"], noise,
-           dtype if backend == "cuda" else None)
     if isinstance(model, VectorModel):
+        key = (backend, model.specialisation, dynamics["name"], noise,
+               dtype if backend == "cuda" else None)
         return _get_vector_kernel(key, backend, model, dynamics, dtype, cache)
+    precision = "float32" if dtype == np.float32 else "float64"
+    single = dynamics["name"] == "sgd" and dynamics.get("batch_size", 1) == 1
+    key = (backend, model.specialisation, dynamics["name"], noise, precision, single)
     if key not in _KERNELS:
-        advance = make_advance(model, dynamics["name"], noise)
-        folder = cache_dir(model, f"scalar|{dynamics['name']}|{noise}") if cache else None
+        advance = make_advance(model, dynamics["name"], noise, precision, single)
+        variant = f"scalar|{dynamics['name']}|{noise}|{precision}|single={single}"
+        folder = cache_dir(model, variant) if cache else None
+        split = model.gathers and dynamics["name"] == "sgd" and noise == "finite_sum"
         if backend == "cpu" and folder is not None:
             os.makedirs(folder, exist_ok=True)
             with _numba_cache_dir(folder):
-                kernel = make_cpu_kernel(advance, model.loss, cache=True)
+                kernel = make_cpu_kernel(advance, model.loss, cache=True, split_update=split)
         elif backend == "cpu":
-            kernel = make_cpu_kernel(advance, model.loss, cache=False)
+            kernel = make_cpu_kernel(advance, model.loss, cache=False, split_update=split)
         elif backend == "cuda":
             kernel = make_cuda_kernel(advance, model.loss, dtype)
         elif backend == "numpy":

@@ -49,6 +49,7 @@ class Model:
     has_hess: bool = True
     has_loss: bool = True
     fingerprint: str = ""     # what, besides the name, decides the compiled code (cache key)
+    gathers: bool = False     # per-sample functions index the parameters by the sample
 
     @property
     def specialisation(self):
@@ -290,7 +291,7 @@ def builtin_model(spec):
         params = quadratic_params(spec["curvatures"], spec.get("centers"))
         return Model(name, quad_loss, quad_grad, quad_hess, quad_noise_var, quad_noise_std,
                      quad_noise_var_deriv, quad_n_samples, quad_sample_grad, quad_sample_hess,
-                     params)
+                     params, gathers=True)
     raise KeyError(name)
 
 

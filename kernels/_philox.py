@@ -159,3 +159,71 @@ def uniform_index(w, n):
     simulation can resolve.
     """
     return (w * np.uint64(n)) >> _S32
+
+
+_F32_LN2 = np.float32(_LN2)
+_F32_SQRT2 = np.float32(_SQRT2)
+_F32_ONE = np.float32(1.0)
+_F32_HALF = np.float32(0.5)
+_F32_TWO = np.float32(2.0)
+_F32_MINUS_TWO = np.float32(-2.0)
+_F32_TWO_PI_OVER_2_32 = np.float32(_TWO_PI_OVER_2_32)
+_F32_HALF_QUARTER = np.float32(536870912.0)
+_S24 = np.uint64(24)
+_S9 = np.uint64(9)
+_MASK24 = np.uint64((1 << 24) - 1)
+
+
+@register_jitable(inline="always")
+def normal_pair32(w0, w1):
+    """Two standard normals from two 32-bit words, in float32 (for float32 runs).
+
+    Box-Muller as ``normal_pair``, from the top 24 bits of each word and with
+    polynomials sized for single precision: u = (2 (w0 >> 8) + 1) / 2**25,
+    r = sqrt(-2 ln u) (|z| <= sqrt(50 ln 2) = 5.9), phi = 2 pi w1 / 2**32.
+    Relative error about 1e-7; the same words as the float64 transform.
+    """
+    odd = ((w0 >> np.uint64(8)) << _S1) + _ONE          # < 2**25
+    a16 = (odd >> _S16) != _ZERO
+    v = odd >> (_S16 * np.uint64(a16))
+    a8 = (v >> _S8) != _ZERO
+    v = v >> (_S8 * np.uint64(a8))
+    a4 = (v >> _S4) != _ZERO
+    v = v >> (_S4 * np.uint64(a4))
+    a2 = (v >> _S2) != _ZERO
+    v = v >> (_S2 * np.uint64(a2))
+    a1 = (v >> _S1) != _ZERO
+    exponent = (np.float32(16.0) * np.float32(a16) + np.float32(8.0) * np.float32(a8)
+                + np.float32(4.0) * np.float32(a4) + np.float32(2.0) * np.float32(a2)
+                + np.float32(a1))
+    scale = ((_F32_ONE - np.float32(a16) * np.float32(1.0 - 2.0**-16))
+             * (_F32_ONE - np.float32(a8) * np.float32(1.0 - 2.0**-8))
+             * (_F32_ONE - np.float32(a4) * np.float32(1.0 - 2.0**-4))
+             * (_F32_ONE - np.float32(a2) * np.float32(1.0 - 2.0**-2))
+             * (_F32_ONE - np.float32(a1) * _F32_HALF))
+    f = np.float32(odd) * scale                         # in [1, 2)
+    big = np.float32(f > _F32_SQRT2)
+    f = f * (_F32_ONE - _F32_HALF * big)
+    exponent = exponent + big
+    s = (f - _F32_ONE) / (f + _F32_ONE)
+    s2 = s * s
+    series = _F32_ONE + s2 * (np.float32(1.0 / 3.0) + s2 * (np.float32(0.2) + s2 * (
+        np.float32(1.0 / 7.0) + s2 * np.float32(1.0 / 9.0))))
+    log_u = _F32_TWO * s * series + (exponent - np.float32(25.0)) * _F32_LN2
+    r = np.sqrt(_F32_MINUS_TWO * log_u)
+    shifted = w1 + _HALF_QUARTER
+    quadrant = (shifted >> _S30) & _Q3
+    a = (np.float32((shifted & _QUARTER_MASK) >> _S9) * np.float32(512.0)
+         - _F32_HALF_QUARTER) * _F32_TWO_PI_OVER_2_32
+    a2_ = a * a
+    sin_a = a * (_F32_ONE + a2_ * (np.float32(-1.0 / 6.0) + a2_ * (np.float32(1.0 / 120.0) + a2_ * (
+        np.float32(-1.0 / 5040.0) + a2_ * np.float32(1.0 / 362880.0)))))
+    cos_a = _F32_ONE + a2_ * (np.float32(-0.5) + a2_ * (np.float32(1.0 / 24.0) + a2_ * (
+        np.float32(-1.0 / 720.0) + a2_ * (np.float32(1.0 / 40320.0) + a2_ * np.float32(
+            -1.0 / 3628800.0)))))
+    swap = np.float32(quadrant & _ONE)
+    c = cos_a + swap * (sin_a - cos_a)
+    s_ = sin_a + swap * (cos_a - sin_a)
+    cos_sign = _F32_ONE - _F32_TWO * np.float32((quadrant ^ (quadrant >> _ONE)) & _ONE)
+    sin_sign = _F32_ONE - _F32_TWO * np.float32(quadrant >> _ONE)
+    return r * cos_sign * c, r * sin_sign * s_
