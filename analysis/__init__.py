@@ -20,7 +20,8 @@ from ._estimators import (
     wilson_interval,
 )
 from ._read import FORMAT_VERSION, RunFile, RunFileError, open_run
-from ._summary import format_table, summarize, to_json
+from ._regimes import fit_steady_state, regime_boundaries, regimes, slow_optimum, steady_state_error
+from ._summary import format_table, regimes_summary, replicate_groups, steady_state_summary, summarize, to_json
 from ._theory import (
     StationaryDensity,
     TheoryUnavailable,
@@ -54,6 +55,7 @@ __all__ = [
     "divergence_curve",
     "final_moments",
     "first_passage",
+    "fit_steady_state",
     "format_table",
     "langevin_mfpt",
     "lyapunov",
@@ -62,11 +64,18 @@ __all__ = [
     "open_run",
     "point_theory",
     "poisson_rate_interval",
+    "regime_boundaries",
+    "regimes",
+    "regimes_summary",
     "region_fractions",
+    "replicate_groups",
     "restricted_mean",
     "sgd_lyapunov",
     "sgd_stationary_moments",
+    "slow_optimum",
     "stationary_density",
+    "steady_state_error",
+    "steady_state_summary",
     "summarize",
     "survival_curve",
     "theory_stationary_density",

@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from . import _estimators as est  # noqa: E402
 from . import _theory  # noqa: E402
 from ._read import RunFile, _set_dotted, open_run  # noqa: E402
-from ._summary import histogram_data, summarize, summary_rows, time_step  # noqa: E402
+from ._summary import _two_time_scale_lines, histogram_data, summarize, summary_rows, time_step  # noqa: E402
 
 _MAX_CURVES = 6  # points drawn in one panel; larger sweeps are thinned evenly
 
@@ -287,6 +287,94 @@ def _figure_escape(run, out_dir, summary, key):
     return _save(fig, out_dir, "escape_arrhenius.png")
 
 
+def _figure_regimes(run, out_dir, summary):
+    """Loss curves (log-log) with the regime boundaries; tracking and slow errors beside them."""
+    steps = run.read("timeseries/steps").astype(np.float64)
+    loss = run.read("timeseries/loss_mean")
+    positive = steps > 0
+    has_errors = run.has("timeseries/tracking_error") and run.has("timeseries/slow_error")
+    fig, axes = plt.subplots(1, 1 + has_errors, figsize=(6.2 * (1 + has_errors), 4.3), squeeze=False)
+    ax = axes[0, 0]
+    groups = summary["regimes"][:_MAX_CURVES]
+    for colour, group in enumerate(groups):
+        label = ", ".join(f"{k.split('.')[-1]}={v:.4g}" for k, v in group["swept"].items()) or "run"
+        for point in group["points"]:
+            ax.plot(steps[positive], loss[point, positive], color=f"C{colour}", lw=0.5, alpha=0.35)
+        mean = loss[group["points"]].mean(axis=0)
+        ax.plot(steps[positive], mean[positive], color=f"C{colour}", lw=1.8,
+                label=f"{label} (mean of {group['replicates']})")
+        for key, style in (("end_first_descent", "--"), ("start_second_descent", ":")):
+            entry = group[key]
+            if math.isfinite(entry["estimate"]):
+                ax.axvline(entry["estimate"], color=f"C{colour}", ls=style, lw=1.2)
+                if all(math.isfinite(c) for c in entry["ci95"]):
+                    ax.axvspan(entry["ci95"][0], entry["ci95"][1], color=f"C{colour}", alpha=0.2)
+        if math.isfinite(group["plateau_loss"]):
+            ax.axhline(group["plateau_loss"], color=f"C{colour}", lw=0.6, alpha=0.5)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("step t")
+    ax.set_ylabel("ensemble-mean loss")
+    ax.set_title("loss: end of first descent (--), start of second descent (:), 95% bands", fontsize=9)
+    ax.legend(fontsize=7)
+    if has_errors:
+        ax = axes[0, 1]
+        tracking = run.read("timeseries/tracking_error")
+        slow = run.read("timeseries/slow_error")
+        for colour, group in enumerate(groups):
+            ax.plot(steps[positive], tracking[group["points"]].mean(axis=0)[positive], color=f"C{colour}",
+                    label="|x - lambda(y)|^2" if colour == 0 else None)
+            ax.plot(steps[positive], slow[group["points"]].mean(axis=0)[positive], color=f"C{colour}", ls="--",
+                    label="|y - y*|^2" if colour == 0 else None)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("step t")
+        ax.set_ylabel("ensemble mean")
+        ax.set_title("tracking error (solid) and slow error (dashed)", fontsize=9)
+        ax.legend(fontsize=7)
+    return _save(fig, out_dir, "regimes.png")
+
+
+def _figure_steady_state(run, out_dir, summary):
+    """Steady-state error against a and against b/a, with the fit C1 a + C2 b/a."""
+    steady = summary["steady_state_error"]
+    rows = steady["points"]
+    fit = steady.get("fit")
+    a = np.array([r["a"] for r in rows])
+    ratio = np.array([r["b_over_a"] for r in rows])
+    eps = np.array([r["eps"] for r in rows])
+    error = np.array([r["error"] for r in rows])
+    ci = np.array([r["ci95"] for r in rows], dtype=np.float64)
+    err = np.abs(np.vstack((error - ci[:, 0], ci[:, 1] - error)))
+    fig, axes = plt.subplots(1, 3 if fit else 2, figsize=(15.0 if fit else 10.5, 4.2), squeeze=False)
+    for ax, x, name, other, other_name in ((axes[0, 0], a, "a", eps, "eps"), (axes[0, 1], ratio, "b/a", a, "a")):
+        for colour, value in enumerate(np.unique(other)[:10]):
+            sel = other == value
+            order = np.argsort(x[sel])
+            ax.errorbar(x[sel][order], error[sel][order], yerr=err[:, sel][:, order], fmt="o", capsize=3,
+                        color=f"C{colour}", label=f"{other_name} = {value:.4g}")
+            if fit:
+                ax.plot(x[sel][order], np.asarray(fit["fitted"])[sel][order], color=f"C{colour}", lw=1)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(name)
+        ax.set_ylabel("E|x - lambda(y*)|^2 + E|y - y*|^2")
+        ax.legend(fontsize=7)
+    if fit:
+        terms = " + ".join(f"{c:.3g} {t}" for c, t in zip(fit["coefficients"], fit["terms"]))
+        axes[0, 0].set_title(f"points: measured (95% CI); lines: fit {terms}", fontsize=9)
+        axes[0, 1].set_title("the same against b/a", fontsize=9)
+        ax = axes[0, 2]
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.errorbar(a, fit["relative_residuals"], yerr=np.abs(err / np.asarray(fit["fitted"])), fmt="o",
+                    capsize=3, color="C0")
+        ax.set_xscale("log")
+        ax.set_xlabel("a")
+        ax.set_ylabel("(measured - fit) / fit")
+        ax.set_title(f"residuals: chi2/dof = {fit['chi2']:.3g}/{fit['dof']}", fontsize=9)
+    return _save(fig, out_dir, "steady_state.png")
+
+
 def _html_table(summary: dict) -> str:
     points = summary["points"]
     rows_per_point = [summary_rows(p) for p in points]
@@ -311,7 +399,9 @@ def write_report(run, out_dir) -> str:
 
     Figures, where the run has the data: density.png (histogram vs Fokker-Planck), survival.png
     (Kaplan-Meier, log scale, exponential fit), divergence_lyapunov.png, occupancy.png,
-    timeseries.png, paths.png, and for sweeps sweep_<key>.png (estimates vs the swept value with
+    timeseries.png, paths.png, regimes.png (two time scales: loss curve with the regime
+    boundaries, tracking and slow errors), steady_state.png (error against a and b/a with the
+    fit C1 a + C2 b/a), and for sweeps sweep_<key>.png (estimates vs the swept value with
     theory) and escape_arrhenius.png (log mean escape steps vs 1/temperature or 1/lr, Kramers
     slope). Returns the path of index.html.
     """
@@ -333,6 +423,10 @@ def write_report(run, out_dir) -> str:
         figures.append(("Timeseries", _figure_timeseries(run, out_dir, points)))
     if run.has("paths/theta") and run.has("paths/steps"):
         figures.append(("Sample paths", _figure_paths(run, out_dir, points)))
+    if summary.get("regimes"):
+        figures.append(("Regimes: first descent, plateau, second descent", _figure_regimes(run, out_dir, summary)))
+    if summary.get("steady_state_error"):
+        figures.append(("Steady-state error", _figure_steady_state(run, out_dir, summary)))
     if run.points > 1:
         for key in run.sweep:
             name = _figure_sweep(run, out_dir, summary, key)
@@ -353,6 +447,9 @@ def write_report(run, out_dir) -> str:
         + (f"; dt = {dt:g} (time = steps x dt)" if dt is not None else "") + ". Intervals are 95 %.</p>",
         "<h2>Summary</h2>", _html_table(summary),
     ]
+    extra = _two_time_scale_lines(summary)
+    if extra:
+        parts.append("<h2>Two time scales</h2><pre>" + html.escape("\n".join(extra).strip("\n")) + "</pre>")
     for title, name in figures:
         parts.append(f"<h2>{html.escape(title)}</h2><img src='{html.escape(name)}' alt='{html.escape(title)}'>")
     parts.append("<h2>Experiment</h2><pre>" + html.escape(run.attrs.get("experiment", "")) + "</pre></body></html>")

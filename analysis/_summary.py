@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from . import _estimators as est
+from . import _regimes
 from . import _theory
 from ._read import RunFile, open_run
 
@@ -47,6 +48,44 @@ def histogram_data(run: RunFile, point: int, dim: int = 0):
     return counts, edges, outside, batch
 
 
+MAX_COORDINATES = 8  # summarise every coordinate up to this dimension; beyond it the first few and |theta|
+_FIRST_COORDINATES = 4
+
+
+def coordinate_labels(dim: int, x_dim=None) -> list:
+    """Names of the state coordinates: x0.., y0.. for two-time-scale runs, theta0.. otherwise."""
+    if x_dim:
+        return [f"x{k}" for k in range(x_dim)] + [f"y{k}" for k in range(dim - x_dim)]
+    return [f"theta{k}" for k in range(dim)]
+
+
+def summarised_coordinates(dim: int) -> list:
+    """Coordinates summarised one by one: all of them for dim <= 8, else the first four."""
+    return list(range(dim)) if dim <= MAX_COORDINATES else list(range(_FIRST_COORDINATES))
+
+
+def _coordinates_entry(run: RunFile, point: int) -> dict:
+    """Per-coordinate final moments and histogram means of a d-dimensional point (d > 1)."""
+    theta = run.read("final/theta")[point]
+    dim = theta.shape[-1]
+    x_dim = run.attrs.get("x_dim")
+    labels = coordinate_labels(dim, x_dim)
+    shown = summarised_coordinates(dim)
+    entry = {"dim": dim, "x_dim": x_dim, "coordinates": shown, "labels": [labels[k] for k in shown],
+             "final": [est.final_moments(theta[:, k]) for k in shown]}
+    finite = theta[np.all(np.isfinite(theta), axis=1)]
+    entry["final_norm"] = est.final_moments(np.sqrt((finite ** 2).sum(axis=1)))
+    if run.has("histogram/counts") and run.has("histogram/edges"):
+        per = []
+        for k in shown:
+            counts, edges, outside, batch = histogram_data(run, point, k)
+            dens = est.stationary_density(counts, edges, outside, batch)
+            per.append({key: dens[key] for key in ("visits", "outside_fraction", "mean", "mean_stderr",
+                                                   "mean_ci95", "var")})
+        entry["histogram"] = per
+    return entry
+
+
 def _stop_steps(run: RunFile, point: int):
     """Steps at which trajectories stopped early (diverged), for censoring; None if unknown."""
     if run.has("divergence/steps"):
@@ -65,6 +104,8 @@ def summarize_point(run: RunFile, point: int) -> dict:
 
     if run.has("final/theta"):
         out["final"] = est.final_moments(run.read("final/theta")[point, :, 0])
+        if int(run.attrs.get("dim", 1)) > 1:
+            out["coordinates"] = _coordinates_entry(run, point)
 
     histogram = None
     if run.has("histogram/counts") and run.has("histogram/edges"):
@@ -111,11 +152,90 @@ def summarize_point(run: RunFile, point: int) -> dict:
         ts = est.timeseries(mean, var, count)
         entry = {"last_step": int(steps[-1]), "mean": float(ts["mean"][-1]), "stderr": float(ts["stderr"][-1]),
                  "ci95": (float(ts["ci95_low"][-1]), float(ts["ci95_high"][-1]))}
-        if run.has("timeseries/loss_mean"):
-            entry["loss_mean"] = float(run.read("timeseries/loss_mean")[point][-1])
+        for name in ("loss_mean", "tracking_error", "slow_error"):
+            if run.has(f"timeseries/{name}"):
+                entry[name] = float(run.read(f"timeseries/{name}")[point][-1])
         out["timeseries"] = entry
 
     out["theory"] = _theory.point_theory(params, histogram)
+    return out
+
+
+def replicate_groups(run: RunFile) -> list:
+    """Sweep points grouped by identical parameters (replicates), in order of first appearance."""
+    groups: dict = {}
+    for point in range(run.points):
+        key = repr(sorted(point_params(run.params(point)).items()))
+        groups.setdefault(key, []).append(point)
+    return list(groups.values())
+
+
+def _varying_params(run: RunFile, groups: list) -> list:
+    """For each group, the swept keys whose value differs between groups ({} with one group)."""
+    swept = [run.swept_values(g[0]) for g in groups]
+    keys = [k for k in run.sweep if len({s[k] for s in swept}) > 1]
+    return [{k: s[k] for k in keys} for s in swept]
+
+
+def is_two_time_scale(run: RunFile) -> bool:
+    """Whether the run is a two-time-scale run (root attr ``x_dim``, a two-time-scale dynamics)."""
+    return (run.attrs.get("x_dim") is not None
+            and run.experiment["dynamics"]["name"] in _regimes.TWO_TIME_SCALE_DYNAMICS)
+
+
+def regimes_summary(run: RunFile, fraction: float = 0.1) -> list:
+    """Regime boundaries of each group of replicate points (analysis._regimes.regimes)."""
+    if not (is_two_time_scale(run) and run.has("timeseries/loss_mean") and run.has("timeseries/steps")):
+        return []
+    steps = run.read("timeseries/steps")
+    loss = run.read("timeseries/loss_mean")
+    groups = replicate_groups(run)
+    out = []
+    for group, varying in zip(groups, _varying_params(run, groups)):
+        entry = {"points": group, "swept": varying}
+        entry.update(_regimes.regimes(steps, loss[group], fraction))
+        if len(group) < 2:
+            entry["note"] = ("one replicate: no error bar; repeat the point in the sweep "
+                             "(identical values) or run several seeds")
+        out.append(entry)
+    return out
+
+
+def _step_sizes(params: dict) -> tuple:
+    dynamics = params["dynamics"]
+    eps = float(dynamics["eps"])
+    if dynamics["name"] == "two_time_scale":
+        a = float(dynamics["a"])
+        b = float(dynamics.get("b", eps * a))
+        return a, b, eps
+    return math.nan, math.nan, eps
+
+
+def steady_state_summary(run: RunFile, terms=("a", "b/a")) -> dict:
+    """Steady-state error E|x - lambda(y*)|^2 + E|y - y*|^2 per point, and its fit over the sweep.
+
+    ``{"points": [{point, a, b, eps, b_over_a, error, stderr, ci95, tracking, slow, ...}],
+    "fit": fit_steady_state(...) or absent}``; the fit needs ``two_time_scale`` and more points
+    with distinct (a, b) than terms. {} for runs that are not two-time-scale.
+    """
+    if not (is_two_time_scale(run) and run.has("final/theta")
+            and run.experiment["model"]["name"] in _regimes.TWO_TIME_SCALE_MODELS):
+        return {}
+    x_dim = int(run.attrs["x_dim"])
+    theta = run.read("final/theta")
+    rows = []
+    for point in range(run.points):
+        params = run.params(point)
+        a, b, eps = _step_sizes(params)
+        row = {"point": point, "swept": run.swept_values(point), "a": a, "b": b, "eps": eps,
+               "b_over_a": b / a if a > 0 else math.nan}
+        row.update(_regimes.steady_state_error(theta[point], params["model"], eps, x_dim))
+        rows.append(row)
+    out = {"definition": "E|x - lambda(y*)|^2 + E|y - y*|^2 over the final states", "points": rows}
+    distinct = {(r["a"], r["b"]) for r in rows if math.isfinite(r["a"])}
+    if run.experiment["dynamics"]["name"] == "two_time_scale" and len(distinct) > len(terms):
+        out["fit"] = _regimes.fit_steady_state([r["a"] for r in rows], [r["b"] for r in rows],
+                                               [r["error"] for r in rows], [r["stderr"] for r in rows], terms)
     return out
 
 
@@ -123,12 +243,23 @@ def summarize(run) -> dict:
     """Summary of every sweep point of a run file (a path or an open :class:`RunFile`).
 
     ``{"file", "trajectories", "steps", "sweep": {key: [values]}, "points": [per point]}``; each
-    point has ``params`` and, where the data exist, ``final``, ``histogram``, ``occupancy``,
+    point has ``params`` and, where the data exist, ``final`` (coordinate 0), ``coordinates``
+    (d > 1: per-coordinate final moments and histogram means, all coordinates for d <= 8, else
+    the first four, and ``final_norm`` of |theta|), ``histogram`` (coordinate 0), ``occupancy``,
     ``first_passage``, ``divergence``, ``lyapunov``, ``timeseries``, and ``theory``.
+    Two-time-scale runs add ``regimes`` (regime boundaries per group of replicate points) and
+    ``steady_state_error`` (per point, with the fit C1 a + C2 b/a over the sweep).
     Units: steps, and time (= steps * dt) in the ``*_time`` entries for dynamics with a dt.
     """
     if not isinstance(run, RunFile):
         run = open_run(run)
+    extra = {}
+    regimes = regimes_summary(run)
+    if regimes:
+        extra["regimes"] = regimes
+    steady = steady_state_summary(run)
+    if steady:
+        extra["steady_state_error"] = steady
     return {
         "file": run.path,
         "format_version": run.attrs.get("format_version"),
@@ -138,6 +269,7 @@ def summarize(run) -> dict:
         "steps": run.steps,
         "sweep": {k: v for k, v in run.sweep.items()},
         "points": [summarize_point(run, p) for p in range(run.points)],
+        **extra,
     }
 
 
@@ -194,6 +326,13 @@ def summary_rows(point: dict) -> list:
         f = point["final"]
         rows.append(("final", "mean", _pm(f["mean"], f["mean_stderr"], f["mean_ci95"])))
         rows.append(("final", "var", _pm(f["var"], f["var_stderr"], f["var_ci95"])))
+    if "coordinates" in point:
+        c = point["coordinates"]
+        for label, moments in zip(c["labels"], c["final"]):
+            rows.append(("final", f"{label} mean", _pm(moments["mean"], moments["mean_stderr"], moments["mean_ci95"])))
+            rows.append(("final", f"{label} var", _fmt(moments["var"])))
+        rows.append(("final", "|theta| mean", _pm(c["final_norm"]["mean"], c["final_norm"]["mean_stderr"],
+                                                  c["final_norm"]["mean_ci95"])))
     if "histogram" in point:
         h = point["histogram"]
         rows.append(("histogram", "mean", _pm(h["mean"], h["mean_stderr"], h["mean_ci95"])))
@@ -233,6 +372,9 @@ def summary_rows(point: dict) -> list:
     if "timeseries" in point:
         ts = point["timeseries"]
         rows.append(("timeseries", f"mean at step {ts['last_step']}", _pm(ts["mean"], ts["stderr"], ts["ci95"])))
+        for name in ("loss_mean", "tracking_error", "slow_error"):
+            if name in ts:
+                rows.append(("timeseries", f"{name} at step {ts['last_step']}", _fmt(ts[name])))
     for key, value in point.get("theory", {}).items():
         if key == "unavailable":
             continue
@@ -252,4 +394,42 @@ def format_table(summary: dict) -> str:
         width = max((len(f"{s}.{q}") for s, q, _ in rows), default=10)
         for section, quantity, text in rows:
             lines.append(f"  {f'{section}.{quantity}':<{width}}  {text}")
+    lines += _two_time_scale_lines(summary)
     return "\n".join(lines)
+
+
+def _boundary_text(entry: dict) -> str:
+    return _pm(entry["estimate"], entry["stderr"], entry["ci95"])
+
+
+def _two_time_scale_lines(summary: dict) -> list:
+    lines = []
+    for group in summary.get("regimes", []):
+        swept = ", ".join(f"{k} = {_fmt(v)}" for k, v in group["swept"].items())
+        lines += ["", f"regimes, points {group['points']}" + (f" ({swept})" if swept else "")
+                  + f": {group['replicates']} replicate(s), fraction {_fmt(group['fraction'])}"]
+        lines.append(f"  end of first descent (steps)     {_boundary_text(group['end_first_descent'])}")
+        lines.append(f"  start of second descent (steps)  {_boundary_text(group['start_second_descent'])}")
+        lines.append(f"  plateau loss                     {_fmt(group['plateau_loss'])}"
+                     f" (middle slope d ln L / d ln t = {_fmt(group['middle_slope'])})")
+        for key in ("reason", "note"):
+            if key in group:
+                lines.append(f"  {key}: {group[key]}")
+    steady = summary.get("steady_state_error")
+    if steady:
+        lines += ["", "steady-state error E|x - lambda(y*)|^2 + E|y - y*|^2 (final states)"]
+        lines.append(f"  {'point':>5} {'a':>9} {'b':>9} {'eps':>7} {'b/a':>8}  {'error':>12} {'stderr':>10}"
+                     + ("  fit      rel.resid" if "fit" in steady else ""))
+        fit = steady.get("fit")
+        for k, row in enumerate(steady["points"]):
+            line = (f"  {row['point']:>5} {_fmt(row['a']):>9} {_fmt(row['b']):>9} {_fmt(row['eps']):>7} "
+                    f"{_fmt(row['b_over_a']):>8}  {_fmt(row['error']):>12} {_fmt(row['stderr']):>10}")
+            if fit:
+                line += f"  {_fmt(fit['fitted'][k]):<8} {_fmt(fit['relative_residuals'][k])}"
+            lines.append(line)
+        if fit:
+            coefs = ", ".join(f"C[{t}] = {_fmt(c)} ± {_fmt(se)}" for t, c, se in
+                              zip(fit["terms"], fit["coefficients"], fit["coefficient_stderr"]))
+            lines.append(f"  fit: {coefs}; chi2/dof = {_fmt(fit['chi2'])}/{fit['dof']}, "
+                         f"max |relative residual| = {_fmt(fit['max_relative_residual'])}")
+    return lines
