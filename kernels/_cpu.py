@@ -32,7 +32,19 @@ _FOLD_HI = 2.0**500
 _FOLD_LO = 2.0**-500
 
 
-def make_cpu_kernel(advance, loss, cache=False, split_update=False):
+def compile_cpu(kernel, name, cache):
+    """Compile a parallel chunk kernel for the CPU under a name unique to its variant.
+
+    numba names a compiled function by its qualname and a per-process counter,
+    so two different kernels compiled in different processes could carry the
+    same symbol; loaded together from the on-disk cache, one kernel then ran the
+    other's code. A name derived from the kernel variant keeps them apart.
+    """
+    kernel.__name__ = kernel.__qualname__ = name
+    return numba.njit(parallel=True, error_model="numpy", cache=cache)(kernel)
+
+
+def make_cpu_kernel(advance, loss, cache=False, split_update=False, name="sgdsim_kernel"):
     """Compile the chunk kernel for one (model, dynamics) pair on the CPU.
 
     ``split_update`` puts the update in a loop of its own, apart from the
@@ -48,7 +60,6 @@ def make_cpu_kernel(advance, loss, cache=False, split_update=False):
            lyap_steps, occupancy, hist, ts_partial, paths)
     """
 
-    @numba.njit(parallel=True, error_model="numpy", cache=cache)
     def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
                boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
                lyap_steps, occupancy, hist, ts_partial, paths):
@@ -221,4 +232,4 @@ def make_cpu_kernel(advance, loss, cache=False, split_update=False):
                         for k in range(occupancy.shape[1]):
                             occupancy[j, k] = occ[lane, k]
 
-    return kernel
+    return compile_cpu(kernel, name, cache)

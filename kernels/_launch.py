@@ -220,6 +220,12 @@ def cache_dir(model, variant=""):
     return os.path.join(base, digest.hexdigest()[:20])
 
 
+def _kernel_name(model, variant):
+    """A function name unique to the kernel variant (see kernels._cpu.compile_cpu)."""
+    digest = hashlib.sha256(f"{model.name}\0{model.fingerprint}\0{variant}".encode())
+    return "sgdsim_kernel_" + digest.hexdigest()[:16]
+
+
 @contextlib.contextmanager
 def _numba_cache_dir(path):
     # numba picks its cache folder when a function is decorated; set it just for that.
@@ -252,12 +258,13 @@ def get_kernel(backend, model, dynamics, dtype, cache=True):
         variant = f"scalar|{dynamics['name']}|{noise}|{precision}|single={single}"
         folder = cache_dir(model, variant) if cache else None
         split = model.gathers and dynamics["name"] == "sgd" and noise == "finite_sum"
+        name = _kernel_name(model, variant)
         if backend == "cpu" and folder is not None:
             os.makedirs(folder, exist_ok=True)
             with _numba_cache_dir(folder):
-                kernel = make_cpu_kernel(advance, model.loss, cache=True, split_update=split)
+                kernel = make_cpu_kernel(advance, model.loss, True, split, name)
         elif backend == "cpu":
-            kernel = make_cpu_kernel(advance, model.loss, cache=False, split_update=split)
+            kernel = make_cpu_kernel(advance, model.loss, False, split, name)
         elif backend == "cuda":
             kernel = make_cuda_kernel(advance, model.loss, dtype)
         elif backend == "numpy":
@@ -271,13 +278,15 @@ def get_kernel(backend, model, dynamics, dtype, cache=True):
 def _get_vector_kernel(key, backend, model, dynamics, dtype, cache):
     if key not in _KERNELS:
         advance = make_vector_advance(model, dynamics["name"])
-        folder = cache_dir(model, f"vector|{dynamics['name']}") if cache else None
+        variant = f"vector|{dynamics['name']}"
+        folder = cache_dir(model, variant) if cache else None
+        name = _kernel_name(model, variant)
         if backend == "cpu" and folder is not None:
             os.makedirs(folder, exist_ok=True)
             with _numba_cache_dir(folder):
-                kernel = make_vector_cpu_kernel(advance, model, cache=True)
+                kernel = make_vector_cpu_kernel(advance, model, True, name)
         elif backend == "cpu":
-            kernel = make_vector_cpu_kernel(advance, model, cache=False)
+            kernel = make_vector_cpu_kernel(advance, model, False, name)
         elif backend == "cuda":
             from ._vector_cuda import make_vector_cuda_kernel
             kernel = make_vector_cuda_kernel(advance, model, dtype)

@@ -21,18 +21,19 @@ from ._observe import (
     passed, region, diverged,
 )
 
+from ._cpu import compile_cpu
+
 __all__ = ["make_vector_cpu_kernel", "make_vector_numpy_kernel", "FD_STEP"]
 
 FD_STEP = 1e-7
 
 
-def make_vector_cpu_kernel(advance, model, cache=False):
+def make_vector_cpu_kernel(advance, model, cache=False, name="sgdsim_vector_kernel"):
     """Chunk kernel for a VectorModel on the CPU; arrays as in kernels._launch."""
     dim, m = model.dim, model.x_dim
     loss, tracking_error, slow_error = model.loss, model.tracking_error, model.slow_error
     two_scale = m > 0
 
-    @numba.njit(parallel=True, error_model="numpy", cache=cache)
     def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
                boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
                lyap_steps, occupancy, hist, ts_partial, paths):
@@ -142,7 +143,7 @@ def make_vector_cpu_kernel(advance, model, cache=False):
                 log_growth[j] = growth
                 lyap_steps[j] = grown
 
-    return kernel
+    return compile_cpu(kernel, name, cache)
 
 
 @numba.extending.register_jitable(inline="always")

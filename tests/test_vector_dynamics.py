@@ -177,13 +177,13 @@ def test_vector_kernel_cuda_simulator_agrees_with_cpu(tmp_path):
 import pathlib
 from tests.test_vector_dynamics import vector_case
 from tests.conftest import run_file
-run_file(pathlib.Path({str(tmp_path)!r}), vector_case("cuda", 64, 4), "cuda.h5")
+run_file(pathlib.Path({str(tmp_path)!r}), vector_case("cuda", 64, 6), "cuda.h5")
 print("ok")
 """
     result = cuda_simulator_subprocess(code)
     assert result.returncode == 0, result.stderr[-3000:]
     cuda = read_run(tmp_path / "cuda.h5")
-    cpu = run_file(tmp_path, vector_case("cpu", 64, 4), "cpu.h5")
+    cpu = run_file(tmp_path, vector_case("cpu", 64, 6), "cpu.h5")
     for key in datasets(cpu):
         if cpu[key].dtype.kind in "iub":
             np.testing.assert_array_equal(cpu[key], cuda[key], err_msg=key)
@@ -205,8 +205,10 @@ def test_dimension_64_runs_in_thread_local_memory(tmp_path):
 
 
 def test_disk_cache_keeps_kernels_of_different_shapes_apart(tmp_path):
-    # Regression: numba's on-disk cache once handed a d = 2 kernel to a d = 4 model
-    # (its closure hash does not tell them apart); sgdsim keys a folder per kernel.
+    # Regressions: numba's on-disk cache once handed a d = 2 kernel to a d = 4 model (its
+    # closure hash does not tell them apart), and two cached kernels loaded into one
+    # process once ran each other's code (same symbol names); sgdsim keys a folder and a
+    # function name per kernel.
     import os
     import subprocess
     import sys
@@ -219,8 +221,10 @@ from tests.conftest import run_file
 out = pathlib.Path({str(tmp_path)!r})
 a = run_file(out, coupled({{"name": "two_time_scale", "a": 0.2, "eps": 0.5}}, 256, 20), "a.h5")
 b = run_file(out, vector_case("cpu", 256, 20), "b.h5")
+from tests.test_vector_dynamics import regression
+c = run_file(out, regression(0.02, 1, steps=200, trajectories=256), "c.h5")
 print(np.isfinite(a["final/theta"]).all() and np.isfinite(b["final/theta"]).all()
-      and b["final/theta"].shape == (1, 256, 4))
+      and b["final/theta"].shape == (1, 256, 4) and np.abs(c["final/theta"]).max() < 10)
 np.save(out / ("b_" + __import__("os").environ["SGDSIM_CACHE_DIR"].replace("/", "_") + ".npy"),
         b["final/theta"])
 """
