@@ -4,11 +4,10 @@ One trajectory at a time per parallel task; its state, the scratch buffers of
 its update and its tangent vector live in small thread-local arrays for all
 T steps (d up to 64 and beyond; nothing per step is stored).
 
-The tangent dynamics use a central difference of the update with the same
-random words, J v = (F(theta + h v) - F(theta - h v)) / (2h), h = 1e-7 (1 +
-max|theta|): exact for linear updates up to rounding and O(h^2) otherwise,
-for any model and dynamics without asking the model for second derivatives.
-The tangent vector is renormalised every step.
+The tangent dynamics (kernels._vector_dynamics.make_tangent_step) use a
+central difference of the update with the same random words, so any model and
+dynamics have a Lyapunov exponent without second derivatives; the tangent
+vector is renormalised every step.
 """
 import math
 
@@ -22,6 +21,7 @@ from ._observe import (
 )
 
 from ._cpu import compile_cpu
+from ._vector_dynamics import make_tangent_step
 
 __all__ = ["make_vector_cpu_kernel", "make_vector_numpy_kernel", "FD_STEP"]
 
@@ -31,6 +31,7 @@ FD_STEP = 1e-7
 def make_vector_cpu_kernel(advance, model, cache=False, name="sgdsim_vector_kernel"):
     """Chunk kernel for a VectorModel on the CPU; arrays as in kernels._launch."""
     dim, m = model.dim, model.x_dim
+    tangent_step = make_tangent_step(advance, dim)
     loss, tracking_error, slow_error = model.loss, model.tracking_error, model.slow_error
     two_scale = m > 0
 
@@ -53,10 +54,7 @@ def make_vector_cpu_kernel(advance, model, cache=False, name="sgdsim_vector_kern
             grad_buf = np.empty(dim)
             noise_buf = np.empty(dim)
             tangent = np.empty(dim)
-            plus = np.empty(dim)
-            minus = np.empty(dim)
-            plus_next = np.empty(dim)
-            minus_next = np.empty(dim)
+            scratch = np.empty((4, dim))
             for j in range(group * REDUCE_GROUP, min(n, (group + 1) * REDUCE_GROUP)):
                 i = i_first + j
                 g = np.uint64(g_first + j)
@@ -77,24 +75,8 @@ def make_vector_cpu_kernel(advance, model, cache=False, name="sgdsim_vector_kern
                         tu = np.uint64(t)
                         advance(th, nxt, g, tu, key_lo, key_hi, p, d, grad_buf, noise_buf)
                         if lyap_on:
-                            big = 0.0
-                            for k in range(dim):
-                                big = max(big, abs(np.float64(th[k])))
-                            h = 1e-7 * (1.0 + big)
-                            for k in range(dim):
-                                plus[k] = th[k] + h * tangent[k]
-                                minus[k] = th[k] - h * tangent[k]
-                            advance(plus, plus_next, g, tu, key_lo, key_hi, p, d, grad_buf,
-                                    noise_buf)
-                            advance(minus, minus_next, g, tu, key_lo, key_hi, p, d, grad_buf,
-                                    noise_buf)
-                            norm = 0.0
-                            for k in range(dim):
-                                tangent[k] = (plus_next[k] - minus_next[k]) / (2.0 * h)
-                                norm += tangent[k] * tangent[k]
-                            norm = math.sqrt(norm)
-                            for k in range(dim):
-                                tangent[k] /= norm
+                            norm = tangent_step(th, tangent, scratch, g, tu, key_lo, key_hi, p,
+                                                d, grad_buf, noise_buf)
                         finite = True
                         for k in range(dim):
                             th[k] = nxt[k]

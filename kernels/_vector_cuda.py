@@ -18,6 +18,7 @@ from ._observe import (
     TS_SLOW, TS_STATE, TS_TRACKING, batch_group, diverged, histogram_bin, passed, region,
 )
 from ._vector_cpu import _watched
+from ._vector_dynamics import make_tangent_step
 
 __all__ = ["make_vector_cuda_kernel"]
 
@@ -27,6 +28,7 @@ _EXIT_CHECK = 64
 def make_vector_cuda_kernel(advance, model, dtype):
     """Compile the vector chunk kernel (same signature as the CPU one) for CUDA."""
     dim, m = model.dim, model.x_dim
+    tangent_step = make_tangent_step(advance, dim)
     loss, tracking_error, slow_error = model.loss, model.tracking_error, model.slow_error
     two_scale = m > 0
     state_type = numba.from_dtype(np.dtype(dtype))
@@ -61,10 +63,7 @@ def make_vector_cuda_kernel(advance, model, dtype):
         grad_buf = cuda.local.array(dim, numba.float64)
         noise_buf = cuda.local.array(dim, numba.float64)
         tangent = cuda.local.array(dim, numba.float64)
-        plus = cuda.local.array(dim, numba.float64)
-        minus = cuda.local.array(dim, numba.float64)
-        plus_next = cuda.local.array(dim, numba.float64)
-        minus_next = cuda.local.array(dim, numba.float64)
+        scratch = cuda.local.array((4, dim), numba.float64)
         contrib = cuda.local.array(columns, numba.float64)
         n_ts = ts_steps.shape[0]
         occ_on = occupancy.shape[0] > 0
@@ -95,22 +94,8 @@ def make_vector_cuda_kernel(advance, model, dtype):
                 advance(th, nxt, g, tu, key_lo, key_hi, p, d, grad_buf, noise_buf)
                 norm = 1.0
                 if lyap_on:
-                    big = 0.0
-                    for k in range(dim):
-                        big = max(big, abs(np.float64(th[k])))
-                    h = 1e-7 * (1.0 + big)
-                    for k in range(dim):
-                        plus[k] = th[k] + h * tangent[k]
-                        minus[k] = th[k] - h * tangent[k]
-                    advance(plus, plus_next, g, tu, key_lo, key_hi, p, d, grad_buf, noise_buf)
-                    advance(minus, minus_next, g, tu, key_lo, key_hi, p, d, grad_buf, noise_buf)
-                    norm = 0.0
-                    for k in range(dim):
-                        tangent[k] = (plus_next[k] - minus_next[k]) / (2.0 * h)
-                        norm += tangent[k] * tangent[k]
-                    norm = math.sqrt(norm)
-                    for k in range(dim):
-                        tangent[k] /= norm
+                    norm = tangent_step(th, tangent, scratch, g, tu, key_lo, key_hi, p, d,
+                                        grad_buf, noise_buf)
                 finite = True
                 for k in range(dim):
                     th[k] = nxt[k]

@@ -22,7 +22,8 @@ from numba.extending import register_jitable
 
 from ._philox import normal_pair, step_block, uniform_index
 
-__all__ = ["make_vector_advance", "vector_dynamics_params", "VECTOR_DYNAMICS"]
+__all__ = ["make_vector_advance", "make_tangent_step", "vector_dynamics_params",
+           "VECTOR_DYNAMICS"]
 
 _jitable = register_jitable(inline="always")
 
@@ -137,3 +138,36 @@ def make_vector_advance(model, name):
     else:
         raise KeyError(name)
     return advance
+
+
+def make_tangent_step(advance, dim):
+    """One step of the tangent dynamics of ``advance``, for the CPU and CUDA kernels.
+
+    ``tangent_step(th, tangent, scratch, g, t, key_lo, key_hi, p, d, grad_buf, noise_buf)``
+    replaces the unit vector ``tangent`` by J v / |J v| and returns |J v|, where
+    J v = (F(theta + h v) - F(theta - h v)) / (2h), h = 1e-7 (1 + max|theta|), uses the
+    same random words as the step itself: exact for linear updates up to rounding,
+    O(h^2) otherwise. ``scratch`` is a [4, d] buffer.
+    """
+
+    @_jitable
+    def tangent_step(th, tangent, scratch, g, t, key_lo, key_hi, p, d, grad_buf, noise_buf):
+        big = 0.0
+        for k in range(dim):
+            big = max(big, abs(np.float64(th[k])))
+        h = 1e-7 * (1.0 + big)
+        for k in range(dim):
+            scratch[0, k] = th[k] + h * tangent[k]
+            scratch[1, k] = th[k] - h * tangent[k]
+        advance(scratch[0], scratch[2], g, t, key_lo, key_hi, p, d, grad_buf, noise_buf)
+        advance(scratch[1], scratch[3], g, t, key_lo, key_hi, p, d, grad_buf, noise_buf)
+        norm = 0.0
+        for k in range(dim):
+            tangent[k] = (scratch[2, k] - scratch[3, k]) / (2.0 * h)
+            norm += tangent[k] * tangent[k]
+        norm = np.sqrt(norm)
+        for k in range(dim):
+            tangent[k] /= norm
+        return norm
+
+    return tangent_step
