@@ -2,6 +2,8 @@
 import numba
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from kernels import normal_pair, philox4x32, step_block, uniform01, uniform_index
@@ -148,3 +150,30 @@ def test_float32_normal_pair_is_standard_normal_and_tracks_float64():
     for i in range(0, 400_000, 40_009):
         c0, c1 = compiled(w0[i], w1[i])
         assert abs(c0 - z0[i]) <= 2e-6 * max(1.0, abs(z0[i]))
+
+
+_U64 = 2**64 - 1
+_compiled_block = numba.njit(lambda k0, k1, g, t, b: step_block(k0, k1, g, t, b))
+_compiled_index = numba.njit(lambda w, n: uniform_index(w, n))
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, _U64), g=st.integers(0, _U64), t=st.integers(0, 2**32 - 1),
+       block=st.integers(0, 15))
+def test_words_are_a_function_of_seed_trajectory_step_block_only(seed, g, t, block):
+    key = (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32))
+    scalar = _compiled_block(*key, np.uint64(g), np.uint64(t), np.uint64(block))
+    # The same words from a batch of trajectories that contains g anywhere.
+    batch = np.array([g ^ 1, g, (g + 12345) & _U64], dtype=np.uint64)
+    vector = step_block(*key, batch, np.uint64(t), np.uint64(block))
+    assert [int(w) for w in scalar] == [int(w[1]) for w in vector]
+    assert all(0 <= int(w) < 2**32 for w in scalar)
+
+
+@settings(max_examples=200, deadline=None)
+@given(word=st.integers(0, 2**32 - 1), n=st.integers(1, 10**6))
+def test_uniform_maps_stay_in_range(word, n):
+    index = int(_compiled_index(np.uint64(word), n))
+    assert 0 <= index < n
+    assert index == int(uniform_index(np.array([word], dtype=np.uint64), n)[0])
+    assert 0.0 <= float(uniform01(np.uint64(word))) < 1.0
