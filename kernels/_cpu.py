@@ -32,6 +32,21 @@ _FOLD_HI = 2.0**500
 _FOLD_LO = 2.0**-500
 
 
+@numba.extending.register_jitable(inline="always")
+def _commit(lane, x, x_next, running, unpassed, flag, threshold, sign, signed_level):
+    """Commit lane's update if it is running (rounded to the state dtype through
+    x_next) and flag its events: 2 diverged, 1 first passage, 0 none. Branch-free,
+    so the lane loops that call it vectorise."""
+    r = running[lane]
+    value = x_next[lane] if r != 0 else x[lane]
+    x[lane] = value
+    bad = np.int64(not (abs(value) <= threshold))
+    hit = unpassed[lane] * np.int64(sign * value >= signed_level)
+    f = r * (bad * 2 + hit)
+    flag[lane] = f
+    return f
+
+
 def compile_cpu(kernel, name, cache):
     """Compile a parallel chunk kernel for the CPU under a name unique to its variant.
 
@@ -130,15 +145,10 @@ def make_cpu_kernel(advance, loss, cache=False, split_update=False, name="sgdsim
                             xn, jn = advance(x[lane], g0 + np.uint64(lane), tu, key_lo, key_hi,
                                              p, d)
                             x_next[lane] = xn
-                            r = running[lane]
-                            value = x_next[lane] if r != 0 else x[lane]
-                            x[lane] = value
-                            bad = np.int64(not (abs(value) <= threshold))
-                            hit = unpassed[lane] * np.int64(sign * value >= signed_level)
-                            f = r * (bad * 2 + hit)
-                            flag[lane] = f
+                            f = _commit(lane, x, x_next, running, unpassed, flag, threshold,
+                                        sign, signed_level)
                             events |= f
-                            counts = r * (1 - bad)
+                            counts = running[lane] * np.int64(f < 2)
                             product[lane] *= abs(jn) if counts != 0 else 1.0
                             grown[lane] += counts
                             folds |= np.int64(not (_FOLD_LO <= product[lane] <= _FOLD_HI))
@@ -148,26 +158,16 @@ def make_cpu_kernel(advance, loss, cache=False, split_update=False, name="sgdsim
                                              p, d)
                             x_next[lane] = xn
                         for lane in range(LANES):
-                            r = running[lane]
-                            value = x_next[lane] if r != 0 else x[lane]
-                            x[lane] = value
-                            bad = np.int64(not (abs(value) <= threshold))
-                            hit = unpassed[lane] * np.int64(sign * value >= signed_level)
-                            f = r * (bad * 2 + hit)
-                            flag[lane] = f
+                            f = _commit(lane, x, x_next, running, unpassed, flag, threshold,
+                                        sign, signed_level)
                             events |= f
                     else:
                         for lane in range(LANES):
                             xn, jn = advance(x[lane], g0 + np.uint64(lane), tu, key_lo, key_hi,
                                              p, d)
                             x_next[lane] = xn
-                            r = running[lane]
-                            value = x_next[lane] if r != 0 else x[lane]
-                            x[lane] = value
-                            bad = np.int64(not (abs(value) <= threshold))
-                            hit = unpassed[lane] * np.int64(sign * value >= signed_level)
-                            f = r * (bad * 2 + hit)
-                            flag[lane] = f
+                            f = _commit(lane, x, x_next, running, unpassed, flag, threshold,
+                                        sign, signed_level)
                             events |= f
                     if folds != 0:
                         for lane in range(LANES):
