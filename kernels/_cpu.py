@@ -19,7 +19,7 @@ import numba
 import numpy as np
 
 from ._observe import (
-    F_DIV_THRESHOLD, F_FP_LEVEL, FP_ABOVE, FP_BELOW, I_FP_MODE, I_FP_STOP, I_HIST_BINS,
+    F_DIV_THRESHOLD, F_FP_LEVEL, FP_ABOVE, FP_BELOW, I_FP_MODE, I_FP_STOP,
     I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP,
     TS_COUNT, TS_LOSS, TS_STATE, batch_group, histogram_bin, region,
 )

@@ -18,7 +18,7 @@ except ImportError:  # pragma: no cover - depends on the install
     cuda = None
 
 from ._observe import (
-    I_FP_STOP, I_HIST_BINS, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP, TS_COUNT,
+    I_FP_STOP, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP, TS_COUNT,
     TS_LOSS, TS_STATE, batch_group, diverged, histogram_bin, passed, region,
 )
 

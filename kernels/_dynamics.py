@@ -55,7 +55,7 @@ def make_advance(model, name, noise="finite_sum", precision="float64", single_sa
     """
     normals = normal_pair32 if precision == "float32" else normal_pair
     grad, hess = model.grad, model.hess
-    noise_var, noise_std, noise_var_deriv = model.noise_var, model.noise_std, model.noise_var_deriv
+    noise_std, noise_var_deriv = model.noise_std, model.noise_var_deriv
     n_samples, sample_grad, sample_hess = model.n_samples, model.sample_grad, model.sample_hess
 
     if name == "gd":

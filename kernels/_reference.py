@@ -13,7 +13,37 @@ from ._observe import (
     I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, REDUCE_GROUP, TS_COUNT, TS_LOSS, TS_STATE,
 )
 
-__all__ = ["make_numpy_kernel"]
+__all__ = ["make_numpy_kernel", "trajectory_indices", "histogram_slots", "first_passage_hits"]
+
+
+def trajectory_indices(n, g_first, i_first, conf_i):
+    """(local, point-local, global index, reduction group, histogram batch) of a chunk."""
+    local = np.arange(n)
+    point_index = i_first + local
+    g = np.uint64(g_first) + local.astype(np.uint64)
+    batch = point_index * conf_i[I_HIST_GROUPS] // conf_i[I_PER_POINT]
+    return local, point_index, g, local // REDUCE_GROUP, batch
+
+
+def histogram_slots(value, t, conf_i, conf_f):
+    """kernels._observe.histogram_bin on an array of states; None when step t is not sampled."""
+    burn, thin = conf_i[I_HIST_BURN], conf_i[I_HIST_THIN]
+    if not conf_i[I_HIST_ON] or t < burn or (t - burn) % thin != 0:
+        return None
+    bins, lo, hi = conf_i[I_HIST_BINS], conf_f[F_HIST_LO], conf_f[F_HIST_HI]
+    scaled = np.nan_to_num((value - lo) / (hi - lo) * bins, posinf=0, neginf=0)
+    slot = np.minimum(scaled.astype(np.int64), bins - 1)
+    return np.where(value < lo, bins, np.where(value >= hi, bins + 1, slot))
+
+
+def first_passage_hits(value, running, first, conf_i, conf_f):
+    """Running trajectories that reach the first-passage target set for the first time."""
+    mode = conf_i[I_FP_MODE]
+    if mode == FP_ABOVE:
+        return running & (first < 0) & (value >= conf_f[F_FP_LEVEL])
+    if mode == FP_BELOW:
+        return running & (first < 0) & (value <= conf_f[F_FP_LEVEL])
+    return np.zeros(value.shape, dtype=bool)
 
 
 def make_numpy_kernel(advance, loss):
@@ -25,17 +55,12 @@ def make_numpy_kernel(advance, loss):
         n = x_init.shape[0]
         dtype = x_init.dtype
         x = x_init.copy()
-        local = np.arange(n)
-        point_index = i_first + local
-        g = np.uint64(g_first) + local.astype(np.uint64)
-        group = local // REDUCE_GROUP
+        local, point_index, g, group, batch = trajectory_indices(n, g_first, i_first, conf_i)
         running = np.ones(n, dtype=bool)
         first = np.full(n, -1, dtype=np.int64)
         div = np.full(n, -1, dtype=np.int64)
         growth = np.zeros(n)
         grown = np.zeros(n, dtype=np.int64)
-        bins = conf_i[I_HIST_BINS]
-        batch = point_index * conf_i[I_HIST_GROUPS] // conf_i[I_PER_POINT]
         ts_index = {int(s): k for k, s in enumerate(ts_steps)}
         path_rows = point_index < conf_i[I_PATH_COUNT]
         every = conf_i[I_PATH_EVERY]
@@ -65,19 +90,10 @@ def make_numpy_kernel(advance, loss):
                 if conf_i[I_LYAP_ON]:
                     growth[running] += np.log(np.abs(np.broadcast_to(jac, x.shape)[running]))
                     grown[running] += 1
-                mode = conf_i[I_FP_MODE]
-                hit = np.zeros(n, dtype=bool)
-                if mode == FP_ABOVE:
-                    hit = running & (first < 0) & (value >= conf_f[F_FP_LEVEL])
-                elif mode == FP_BELOW:
-                    hit = running & (first < 0) & (value <= conf_f[F_FP_LEVEL])
+                hit = first_passage_hits(value, running, first, conf_i, conf_f)
                 first[hit] = t
-                burn, thin = conf_i[I_HIST_BURN], conf_i[I_HIST_THIN]
-                if conf_i[I_HIST_ON] and t >= burn and (t - burn) % thin == 0:
-                    lo, hi = conf_f[F_HIST_LO], conf_f[F_HIST_HI]
-                    scaled = np.nan_to_num((value - lo) / (hi - lo) * bins, posinf=0, neginf=0)
-                    slot = np.minimum(scaled.astype(np.int64), bins - 1)
-                    slot = np.where(value < lo, bins, np.where(value >= hi, bins + 1, slot))
+                slot = histogram_slots(value, t, conf_i, conf_f)
+                if slot is not None:
                     np.add.at(hist[0], (batch[running], slot[running]), 1)
                 if occupancy.shape[0] > 0:
                     regions = np.searchsorted(boundaries, value, side="right")

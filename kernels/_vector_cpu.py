@@ -15,12 +15,13 @@ import numba
 import numpy as np
 
 from ._observe import (
-    COORD_NORM, I_COORD, I_FP_STOP, I_HIST_BINS, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY,
+    COORD_NORM, F_DIV_THRESHOLD, I_COORD, I_FP_STOP, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY,
     REDUCE_GROUP, TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group, histogram_bin,
     passed, region, diverged,
 )
 
 from ._cpu import compile_cpu
+from ._reference import first_passage_hits, histogram_slots, trajectory_indices
 from ._vector_dynamics import make_tangent_step
 
 __all__ = ["make_vector_cpu_kernel", "make_vector_numpy_kernel", "FD_STEP"]
@@ -150,21 +151,15 @@ def make_vector_numpy_kernel(advance, model):
     def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
                boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
                lyap_steps, occupancy, hist, ts_partial, paths):
-        from ._observe import F_DIV_THRESHOLD, F_FP_LEVEL, FP_ABOVE, FP_BELOW, I_FP_MODE
         n = x_init.shape[0]
         th = x_init.T.astype(x_init.dtype, copy=True)          # [d, n]
-        local = np.arange(n)
-        point_index = i_first + local
-        g = np.uint64(g_first) + local.astype(np.uint64)
-        group = local // REDUCE_GROUP
+        local, point_index, g, group, batch = trajectory_indices(n, g_first, i_first, conf_i)
         running = np.ones(n, dtype=bool)
         first = np.full(n, -1, dtype=np.int64)
         div = np.full(n, -1, dtype=np.int64)
         growth = np.zeros(n)
         grown = np.zeros(n, dtype=np.int64)
         tangent = np.full((dim, n), 1.0 / np.sqrt(dim))
-        bins = conf_i[I_HIST_BINS]
-        batch = point_index * conf_i[5] // conf_i[10]
         coord = conf_i[I_COORD]
         ts_index = {int(s): k for k, s in enumerate(ts_steps)}
         rows = point_index < conf_i[I_PATH_COUNT]
@@ -211,17 +206,12 @@ def make_vector_numpy_kernel(advance, model):
                 if conf_i[I_LYAP_ON]:
                     growth[running] += np.log(norm[running])
                     grown[running] += 1
-                mode = conf_i[I_FP_MODE]
-                hit = np.zeros(n, dtype=bool)
-                if mode == FP_ABOVE:
-                    hit = running & (first < 0) & (value >= conf_f[F_FP_LEVEL])
-                elif mode == FP_BELOW:
-                    hit = running & (first < 0) & (value <= conf_f[F_FP_LEVEL])
+                hit = first_passage_hits(value, running, first, conf_i, conf_f)
                 first[hit] = t
                 for c in range(dim):
-                    slots = np.array([histogram_bin(x, t, conf_i, conf_f) for x in th[c]])
-                    take = running & (slots >= 0)
-                    np.add.at(hist[0], (batch[take], c, slots[take]), 1)
+                    slots = histogram_slots(th[c].astype(np.float64), t, conf_i, conf_f)
+                    if slots is not None:
+                        np.add.at(hist[0], (batch[running], c, slots[running]), 1)
                 if occupancy.shape[0] > 0:
                     regions = np.searchsorted(boundaries, value, side="right")
                     np.add.at(occupancy, (local[running], regions[running]), 1)
