@@ -446,7 +446,7 @@ class _Resolver:
         if name in _schema.VECTOR_MODELS and dynamics.get("noise") == "gaussian":
             self.fail("dynamics.noise", f'"gaussian" is for 1-D models; model {_show(name)} '
                                         f'uses "finite_sum"')
-        dim = self.state_dimension(model)
+        dim, _ = _schema.state_dimension(model)
         if "vector" in init and len(init["vector"]) != dim:
             self.fail("init.vector", f"must have {dim} entries, one per coordinate "
                                      f"(got {len(init['vector'])})")
@@ -463,15 +463,6 @@ class _Resolver:
             self.fail(f"observables.{second}.coordinate",
                       f"must equal observables.{first}.coordinate: one coordinate is watched "
                       f"(got {_show(watched[second])} and {_show(watched[first])})")
-
-    def state_dimension(self, model):
-        """d, the number of coordinates of the state."""
-        name = model["name"]
-        if name in _schema.TWO_SCALE_MODELS:
-            return 2 * model.get("dim", 1)
-        if name == "linear_regression":
-            return model.get("features", 1)
-        return 1
 
     def dynamics(self, raw, swept):
         name = self.name(raw, "dynamics", _schema.DYNAMICS)

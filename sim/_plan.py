@@ -15,6 +15,7 @@ import kernels
 from kernels import REDUCE_GROUP
 
 from ._config import ExperimentError
+from ._schema import VECTOR_MODELS, state_dimension
 
 __all__ = ["Plan", "make_plan", "sweep_points", "timeseries_steps", "shard_range",
            "experiment_toml", "model_for", "check_capabilities", "configuration",
@@ -69,20 +70,6 @@ def shard_range(per_point, shard):
         return (k * per_point // n) // REDUCE_GROUP * REDUCE_GROUP
 
     return cut(i), cut(i + 1)
-
-
-VECTOR_MODELS = ("coupled_quadratic", "grooves", "linear_regression")
-TWO_SCALE_MODELS = ("coupled_quadratic", "grooves")
-
-
-def state_dimension(model):
-    """(d, x_dim): coordinates of the state, and of x for a two-time-scale model (else 0)."""
-    name = model["name"]
-    if name in TWO_SCALE_MODELS:
-        return 2 * model.get("dim", 1), model.get("dim", 1)
-    if name == "linear_regression":
-        return model["features"], 0
-    return 1, 0
 
 
 def model_for(spec, dynamics=None):

@@ -22,6 +22,7 @@ __all__ = [
     "NUMERIC_TYPES",
     "VECTOR_MODELS",
     "TWO_SCALE_MODELS",
+    "state_dimension",
 ]
 
 
@@ -168,6 +169,17 @@ MODELS.update({
 })
 VECTOR_MODELS = ("coupled_quadratic", "grooves", "linear_regression")
 TWO_SCALE_MODELS = ("coupled_quadratic", "grooves")
+
+
+def state_dimension(model):
+    """(d, x_dim) of a resolved [model] table: the state's coordinates, and of those the
+    fast variable x of a two-time-scale model (0 otherwise)."""
+    name = model["name"]
+    if name in TWO_SCALE_MODELS:
+        return 2 * model.get("dim", 1), model.get("dim", 1)
+    if name == "linear_regression":
+        return model.get("features", 1), 0
+    return 1, 0
 
 DYNAMICS = {
     "sgd": Entry(
