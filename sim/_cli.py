@@ -217,22 +217,20 @@ _TIMINGS = ("kernel_seconds", "compile_seconds", "wall_seconds")
 
 
 def _trajectory_steps_run(path, steps):
-    """Trajectory-steps the kernels ran: trajectories that diverged or stopped at a first
-    passage ran fewer than ``steps``. None when the file records neither."""
+    """Trajectory-steps the kernels ran (see sim._steps); None when the file records
+    neither divergence nor first passage."""
     import h5py
-    import numpy as np
+
+    from sim._steps import steps_run
     with h5py.File(path, "r") as f:
         if "divergence/steps" not in f and "first_passage/steps" not in f:
             return None
-        shape = f["final/theta"].shape[:2]
-        ran = np.full(shape, steps, dtype=np.int64)
-        if "first_passage/steps" in f and f["first_passage"].attrs.get("stop", False):
-            first = f["first_passage/steps"][()]
-            ran = np.where(first >= 0, first, ran)
-        if "divergence/steps" in f:
-            div = f["divergence/steps"][()]
-            ran = np.where(div >= 0, np.minimum(div, ran), ran)
-        return int(ran.sum())
+        first = f["first_passage/steps"][()] if "first_passage/steps" in f else None
+        stop = bool(first is not None and f["first_passage"].attrs.get("stop", False))
+        div = f["divergence/steps"][()] if "divergence/steps" in f else None
+        return steps_run(steps, first, div, stop)
+
+
 _SHOWN = {"format", "format_version", "package_version", "experiment", "seed", "trajectories",
           "steps", "dtype", "backend", "device", "rng", "complete", "created", *_TIMINGS}
 

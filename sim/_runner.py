@@ -22,6 +22,7 @@ import tomllib
 import numpy as np
 
 import kernels
+from kernels._observe import I_FP_STOP
 
 from ._checkpoint import Checkpoint
 from ._config import ExperimentError, resolve_experiment
@@ -30,6 +31,7 @@ from ._plan import (
     sweep_points, timeseries_steps,
 )
 from ._runfile import FORMAT, FORMAT_VERSION, Piece
+from ._steps import steps_run
 
 __all__ = ["run_experiment", "resume_run", "merge_shards", "resolve_backend", "sweep_points",
            "timeseries_steps", "shard_range", "experiment_toml", "FORMAT", "FORMAT_VERSION"]
@@ -106,16 +108,6 @@ class _Progress:
             self.bar.close()
 
 
-def _steps_run(out, plan, conf_i):
-    """Trajectory-steps a chunk's kernel ran: stopped trajectories ran fewer than T."""
-    from kernels._observe import I_FP_STOP
-    ran = np.full(out["div_steps"].shape, plan.steps, dtype=np.int64)
-    if conf_i[I_FP_STOP]:
-        ran = np.where(out["fp_steps"] >= 0, out["fp_steps"], ran)
-    ran = np.where(out["div_steps"] >= 0, np.minimum(out["div_steps"], ran), ran)
-    return int(ran.sum())
-
-
 class _Points:
     """Per sweep point: model, compiled kernel, parameters and its paths array."""
 
@@ -169,7 +161,8 @@ def _execute(plan, points, first, progress, save=None, interval=None):
             piece.add_chunk(p, a, b, out, paths)
             progress.update((b - a) * plan.steps,
                             f"point {p + 1}/{n_points} trajectories {b}/{plan.hi}",
-                            ran=_steps_run(out, plan, conf_i))
+                            ran=steps_run(plan.steps, out["fp_steps"], out["div_steps"],
+                                          bool(conf_i[I_FP_STOP])))
             now = time.perf_counter()
             if save is not None and c + 1 < len(plan.chunks) and (
                     now - last_save >= interval or piece.nbytes() >= CHECKPOINT_BYTES):
