@@ -18,6 +18,7 @@ import math
 import numba
 import numpy as np
 
+from ._jit import jitable
 from ._observe import (
     F_DIV_THRESHOLD, F_FP_LEVEL, FP_ABOVE, FP_BELOW, I_FP_MODE, I_FP_STOP,
     I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP,
@@ -32,7 +33,7 @@ _FOLD_HI = 2.0**500
 _FOLD_LO = 2.0**-500
 
 
-@numba.extending.register_jitable(inline="always")
+@jitable(inline=True)
 def _commit(lane, x, x_next, running, unpassed, flag, threshold, sign, signed_level):
     """Commit lane's update if it is running (rounded to the state dtype through
     x_next) and flag its events: 2 diverged, 1 first passage, 0 none. Branch-free,

@@ -106,7 +106,7 @@ def make_cuda_kernel(advance, loss, dtype):
                 _stage(partial, lane, np.float64(x), p, contributes)
                 _reduce(partial, lane, ts_partial, group, next_ts)
                 next_ts += 1
-            if t % _EXIT_CHECK == 0 and cuda.syncthreads_or(running) == 0:
+            if t % _EXIT_CHECK == 0 and cuda.syncthreads_or(np.int32(running)) == 0:
                 break
         if inside:
             x_final[j] = x

@@ -14,13 +14,13 @@ Random words: step ``t`` of trajectory ``g`` uses Philox blocks 0, 1, ... of
 counter (block, t, g); a normal takes two words, a sample index one.
 """
 import numpy as np
-from numba.extending import register_jitable
 
+from ._jit import jitable
 from ._philox import normal_pair, normal_pair32, step_block, uniform_index
 
 __all__ = ["make_advance", "dynamics_params", "DYNAMICS"]
 
-_jitable = register_jitable(inline="always")
+_jitable = jitable(inline=True)
 _ZERO = np.uint64(0)
 
 DYNAMICS = {

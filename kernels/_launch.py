@@ -81,8 +81,13 @@ _NOISE_PREFIXES = ("During", "raised from", "Failed in", "File", "Rejected", "Wi
                    "<source elided>", "TypingError")
 
 
-def _compile_failure(exc):
-    """One line saying where in the user's code compilation failed, and why."""
+def _compile_failure(exc, functions=()):
+    """One line saying where in the user's code compilation failed, and why.
+
+    ``functions`` are the user's model functions: numba-cuda's typing errors
+    carry no source location, so the failing one is found by name in the
+    message, and the line within it by the callee that has no implementation.
+    """
     text = _ANSI.sub("", str(exc))
     own = os.path.dirname(os.path.abspath(__file__))
     lines = [line.strip() for line in text.splitlines()]
@@ -93,8 +98,41 @@ def _compile_failure(exc):
                       if l and not l.startswith(_NOISE_PREFIXES) and not l.startswith("def ")]
             reason = before[-1] if before else "cannot be typed"
             return f"{os.path.basename(match.group(1))} line {match.group(2)}: {reason}"[:300]
+    located = _locate_in_functions(text, functions)
+    if located:
+        return located[:300]
     first = next((l for l in lines if l), type(exc).__name__)
     return f"{type(exc).__name__}: {first}"[:300]
+
+
+def _locate_in_functions(text, functions):
+    """'file line N: what' for the innermost user function named in a typing error, or ''."""
+    import inspect
+
+    by_name = {getattr(f, "__qualname__", ""): f for f in functions}
+    named = re.findall(r"Function\(<function ([\w.<>]+) at 0x", text)
+    culprit = next((by_name[n] for n in reversed(named) if n in by_name), None)
+    if culprit is None:
+        return ""
+    try:
+        path = inspect.getsourcefile(culprit)
+        source, start = inspect.getsourcelines(culprit)
+    except (OSError, TypeError):
+        return ""
+    calls = re.findall(r"No implementation of function Function\(<(?:built-in )?function "
+                       r"([\w.<>]+)", text)
+    # The innermost callee: not one of the user's functions, nor one of ours (closures).
+    calls = [c.rstrip(">") for c in calls if c not in by_name and "<locals>" not in c]
+    callee = calls[-1].rsplit(".", 1)[-1] if calls else ""
+    signatures = [l.strip()[4:] for l in text.splitlines() if l.strip().startswith(">>> ")]
+    line = start
+    if callee:
+        hits = [k for k, l in enumerate(source) if re.search(rf"\b{re.escape(callee)}\s*\(", l)]
+        if hits:
+            line = start + hits[0]
+    what = (f"{signatures[-1]} has no implementation for this backend" if signatures
+            else "cannot be typed")
+    return f"{os.path.basename(path)} line {line}: {what}"
 
 
 def compiled_count():
@@ -112,19 +150,16 @@ class ChunkKernel:
     dim: int = 0          # 0: the scalar (1-D) kernels; d >= 1: the vector kernels
     compile_seconds: float = 0.0
     compiled: bool = False
+    user_functions: tuple = ()   # a user model's own functions, to locate compile errors
 
     @property
     def ts_columns(self):
         """Columns of ``ts_partial``: see kernels._observe (TS_*)."""
         return 4 + 2 * max(self.dim, 1)
 
-    def run(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f, boundaries,
-            ts_steps, paths):
-        """Run one chunk; return its outputs (numpy) and the kernel seconds.
-
-        ``paths`` ([M, K] of the point) is updated in place for the rows this
-        chunk owns. The first call includes compilation, timed separately.
-        """
+    def arguments(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f,
+                  boundaries, ts_steps):
+        """The kernel's inputs, its zeroed outputs (by name) and the launch's group count."""
         n = x_init.shape[0]
         key_lo, key_hi = seed_key(seed)
         n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
@@ -146,8 +181,18 @@ class ChunkKernel:
         }
         args = (x_init, np.uint64(g_first), np.int64(i_first), np.int64(steps), key_lo, key_hi,
                 p, d, conf_i, conf_f, boundaries, ts_steps)
-        names = ("x_final", "fp_steps", "div_steps", "log_growth", "lyap_steps", "occupancy",
-                 "hist", "ts_partial")
+        return args, out, n_groups
+
+    def run(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f, boundaries,
+            ts_steps, paths):
+        """Run one chunk; return its outputs (numpy) and the kernel seconds.
+
+        ``paths`` ([M, K] of the point) is updated in place for the rows this
+        chunk owns. The first call includes compilation, timed separately.
+        """
+        args, out, n_groups = self.arguments(x_init, g_first, i_first, steps, seed, p, d,
+                                             conf_i, conf_f, boundaries, ts_steps)
+        names = list(out)
         if not self.compiled:
             self._compile(args, out, paths)
         start = time.perf_counter()
@@ -176,7 +221,8 @@ class ChunkKernel:
                 else:
                     self.kernel(*tiny, *(scratch[k] for k in names), paths.copy())
         except Exception as exc:
-            raise KernelCompileError(self.backend, _compile_failure(exc)) from exc
+            raise KernelCompileError(self.backend,
+                                     _compile_failure(exc, self.user_functions)) from exc
         self.compile_seconds = time.perf_counter() - start
         self.compiled = True
 
@@ -272,7 +318,7 @@ def get_kernel(backend, model, dynamics, dtype, cache=True):
         else:
             raise ValueError(f"unknown backend {backend!r}")
         _KERNELS[key] = kernel
-    return ChunkKernel(backend, _KERNELS[key], dtype)
+    return ChunkKernel(backend, _KERNELS[key], dtype, user_functions=model.user_functions)
 
 
 def _get_vector_kernel(key, backend, model, dynamics, dtype, cache):

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from numba.extending import register_jitable
+
+from ._jit import jitable
 
 __all__ = ["Model", "builtin_model", "user_model", "MAX_COEFFICIENTS", "BUILTIN_MODELS"]
 
 MAX_COEFFICIENTS = 12
-_jitable = register_jitable(inline="always")
+_jitable = jitable
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class Model:
     has_loss: bool = True
     fingerprint: str = ""     # what, besides the name, decides the compiled code (cache key)
     gathers: bool = False     # per-sample functions index the parameters by the sample
+    user_functions: tuple = ()  # a user model's own functions (to locate compile errors)
 
     @property
     def specialisation(self):
@@ -327,7 +329,7 @@ def user_model(obj, name):
         return _USER_CACHE[id(obj)][1]
 
     def jit(fn):
-        return register_jitable(inline="always")(fn)
+        return jitable(fn)
 
     u_grad = jit(obj.gradient)
     u_nv = jit(obj.noise_var) if hasattr(obj, "noise_var") else None
@@ -409,6 +411,8 @@ def user_model(obj, name):
                   sample_grad,
                   sample_hess, np.zeros(1), has_samples=u_sg is not None,
                   has_hess=u_hess is not None, has_loss=u_loss is not None,
-                  fingerprint=_source_fingerprint(obj))
+                  fingerprint=_source_fingerprint(obj),
+                  user_functions=tuple(f for f in (u_grad, u_nv, u_nvd, u_loss, u_hess, u_sg, u_sh)
+                                       if f is not None))
     _USER_CACHE[id(obj)] = (obj, model)
     return model

@@ -12,7 +12,8 @@ Configuration arrives as two small arrays indexed by the constants below so
 that every backend's kernel has the same signature.
 """
 import numpy as np
-from numba.extending import register_jitable
+
+from ._jit import jitable
 
 __all__ = [
     "I_FP_MODE", "I_FP_STOP", "I_HIST_ON", "I_HIST_BURN", "I_HIST_THIN", "I_HIST_GROUPS",
@@ -46,7 +47,7 @@ REDUCE_GROUP = 256
 # |y - y*|^2, then sum x_k and sum x_k^2 for each coordinate k at TS_STATE + 2k (+1).
 TS_COUNT, TS_LOSS, TS_TRACKING, TS_SLOW, TS_STATE = 0, 1, 2, 3, 4
 
-_jitable = register_jitable(inline="always")
+_jitable = jitable
 
 
 @_jitable

@@ -14,7 +14,8 @@ The words therefore depend only on (seed, g, t, draw).
 import math
 
 import numpy as np
-from numba.extending import register_jitable
+
+from ._jit import jitable
 
 __all__ = [
     "philox4x32",
@@ -48,7 +49,7 @@ _SQRT2 = 1.4142135623730951
 _TWO_PI_OVER_2_32 = 2.0 * math.pi / 4294967296.0
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def philox4x32(c0, c1, c2, c3, k0, k1, rounds):
     """Return the Philox4x32-``rounds`` block for counter (c0..c3) and key (k0, k1).
 
@@ -68,7 +69,7 @@ def philox4x32(c0, c1, c2, c3, k0, k1, rounds):
     return c0, c1, c2, c3
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def step_block(key_lo, key_hi, g, t, block):
     """Return the four random words of ``block`` at step ``t`` of trajectory ``g``.
 
@@ -77,7 +78,7 @@ def step_block(key_lo, key_hi, g, t, block):
     return philox4x32(block, t, g & _MASK32, g >> _S32, key_lo, key_hi, 10)
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def _log_odd(odd):
     """Natural log of ``v / 2**33`` for an odd integer 1 <= v < 2**33 (float64).
 
@@ -115,7 +116,7 @@ def _log_odd(odd):
     return 2.0 * s * series + (exponent - 33.0) * _LN2
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def normal_pair(w0, w1):
     """Two independent standard normals from two 32-bit words (Box-Muller, float64).
 
@@ -145,13 +146,13 @@ def normal_pair(w0, w1):
     return r * cos_sign * c, r * sin_sign * s
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def uniform01(w):
     """Uniform on [0, 1) from one 32-bit word: w / 2**32 (float64)."""
     return np.float64(w) * 2.3283064365386963e-10
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def uniform_index(w, n):
     """Index uniform on {0..n-1} from one 32-bit word: floor(w * n / 2**32).
 
@@ -174,7 +175,7 @@ _S9 = np.uint64(9)
 _MASK24 = np.uint64((1 << 24) - 1)
 
 
-@register_jitable(inline="always")
+@jitable(inline=True)
 def normal_pair32(w0, w1):
     """Two standard normals from two 32-bit words, in float32 (for float32 runs).
 

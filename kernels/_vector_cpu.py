@@ -14,6 +14,7 @@ import math
 import numba
 import numpy as np
 
+from ._jit import jitable
 from ._observe import (
     COORD_NORM, F_DIV_THRESHOLD, I_COORD, I_FP_STOP, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY,
     REDUCE_GROUP, TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group, histogram_bin,
@@ -129,7 +130,7 @@ def make_vector_cpu_kernel(advance, model, cache=False, name="sgdsim_vector_kern
     return compile_cpu(kernel, name, cache)
 
 
-@numba.extending.register_jitable(inline="always")
+@jitable(inline=True)
 def _watched(th, coord):
     """The watched scalar: coordinate ``coord`` of the state, or its norm."""
     if coord == COORD_NORM:
@@ -137,7 +138,15 @@ def _watched(th, coord):
         for k in range(th.shape[0]):
             total += np.float64(th[k]) * np.float64(th[k])
         return math.sqrt(total)
-    return np.float64(th[coord])
+    # A weighted sum over every coordinate rather than th[coord]: the index is not known at
+    # compile time, and an indexed read (which a compare-and-select loop is folded back
+    # into) would force the GPU kernel to keep the state in local memory instead of
+    # registers. A non-finite coordinate makes the sum non-finite, which is a divergence
+    # in every kernel anyway (any non-finite coordinate is).
+    value = 0.0
+    for k in range(th.shape[0]):
+        value += np.float64(th[k]) * np.float64(k == coord)
+    return value
 
 
 def make_vector_numpy_kernel(advance, model):

@@ -32,7 +32,6 @@ def make_vector_cuda_kernel(advance, model, dtype):
     loss, tracking_error, slow_error = model.loss, model.tracking_error, model.slow_error
     two_scale = m > 0
     state_type = numba.from_dtype(np.dtype(dtype))
-    columns = 4 + 2 * dim
 
     @cuda.jit(device=True)
     def reduce_column(shared, lane, value, ts_partial, group, k, column):
@@ -64,7 +63,6 @@ def make_vector_cuda_kernel(advance, model, dtype):
         noise_buf = cuda.local.array(dim, numba.float64)
         tangent = cuda.local.array(dim, numba.float64)
         scratch = cuda.local.array((4, dim), numba.float64)
-        contrib = cuda.local.array(columns, numba.float64)
         n_ts = ts_steps.shape[0]
         occ_on = occupancy.shape[0] > 0
         lyap_on = conf_i[I_LYAP_ON] != 0
@@ -124,22 +122,26 @@ def make_vector_cuda_kernel(advance, model, dtype):
                         for k in range(dim):
                             paths[i, t // path_every, k] = th[k]
             if next_ts < n_ts and ts_steps[next_ts] == t:
-                for c in range(columns):
-                    contrib[c] = 0.0
-                if contributes:
-                    contrib[TS_COUNT] = 1.0
-                    contrib[TS_LOSS] = loss(th, p)
-                    if two_scale:
-                        contrib[TS_TRACKING] = tracking_error(th[:m], th[m:], p[1], p)
-                        contrib[TS_SLOW] = slow_error(th[m:], p[1], p)
-                    for k in range(dim):
-                        v = np.float64(th[k])
-                        contrib[TS_STATE + 2 * k] = v
-                        contrib[TS_STATE + 2 * k + 1] = v * v
-                for c in range(columns):
-                    reduce_column(shared, lane, contrib[c], ts_partial, group, next_ts, c)
+                # Column by column (kernels._observe TS_*), each value computed where it is
+                # reduced: no per-thread array of columns, so the state stays in registers.
+                count = 1.0 if contributes else 0.0
+                reduce_column(shared, lane, count, ts_partial, group, next_ts, TS_COUNT)
+                value = loss(th, p) if contributes else 0.0
+                reduce_column(shared, lane, value, ts_partial, group, next_ts, TS_LOSS)
+                tracking = 0.0
+                slow = 0.0
+                if two_scale and contributes:
+                    tracking = tracking_error(th[:m], th[m:], p[1], p)
+                    slow = slow_error(th[m:], p[1], p)
+                reduce_column(shared, lane, tracking, ts_partial, group, next_ts, TS_TRACKING)
+                reduce_column(shared, lane, slow, ts_partial, group, next_ts, TS_SLOW)
+                for k in range(dim):
+                    v = np.float64(th[k]) if contributes else 0.0
+                    reduce_column(shared, lane, v, ts_partial, group, next_ts, TS_STATE + 2 * k)
+                    reduce_column(shared, lane, v * v, ts_partial, group, next_ts,
+                                  TS_STATE + 2 * k + 1)
                 next_ts += 1
-            if t % _EXIT_CHECK == 0 and cuda.syncthreads_or(running) == 0:
+            if t % _EXIT_CHECK == 0 and cuda.syncthreads_or(np.int32(running)) == 0:
                 break
         if inside:
             for k in range(dim):

@@ -18,14 +18,14 @@ Dynamics parameter vectors ``d``:
     two_time_scale_sde [dt, eps, s, alpha].
 """
 import numpy as np
-from numba.extending import register_jitable
 
+from ._jit import jitable
 from ._philox import normal_pair, step_block, uniform_index
 
 __all__ = ["make_vector_advance", "make_tangent_step", "vector_dynamics_params",
            "VECTOR_DYNAMICS"]
 
-_jitable = register_jitable(inline="always")
+_jitable = jitable
 
 VECTOR_DYNAMICS = {
     "two_time_scale": "x <- x + a (-grad_x f(x, eps y) + noise_x xi), "

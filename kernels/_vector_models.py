@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from numba.extending import register_jitable
+
+from ._jit import jitable
 
 __all__ = ["VectorModel", "vector_model", "VECTOR_MODELS", "linear_regression_data"]
 
-_jitable = register_jitable(inline="always")
+_jitable = jitable
 
 
 @dataclass(frozen=True)
@@ -203,52 +204,79 @@ def gr_slow_error(y, eps, p):
 _LR = 2
 
 
-@_jitable
-def lr_residual(th, i, p):
-    d = np.int64(p[1])
-    row = _LR + i * d
-    r = 0.0 * th[0] - p[_LR + np.int64(p[0]) * d + i]
-    for k in range(d):
-        r = r + p[row + k] * th[k]
-    return r
+_LINEAR_REGRESSION = {}
 
 
-@_jitable
-def lr_loss(th, p):
-    n = np.int64(p[0])
-    total = 0.0 * th[0]
-    for i in range(n):
-        r = lr_residual(th, i, p)
-        total = total + 0.5 * r * r
-    return total / n
+# Up to this many features the coordinate loops get a compile-time trip count (see below).
+REGISTER_FEATURES = 16
 
 
-@_jitable
-def lr_add_sample_grad(th, i, scale, out, p):
-    d = np.int64(p[1])
-    r = scale * lr_residual(th, i, p)
-    row = _LR + i * d
-    for k in range(d):
-        out[k] = out[k] + r * p[row + k]
+def _linear_regression_functions(d):
+    """loss, grad, noise_var, n_samples, add_sample_grad of linear regression in d features.
 
+    For d <= REGISTER_FEATURES the feature count is a compile-time constant of these
+    functions (one set per d), so the GPU compiler unrolls the coordinate loops and
+    keeps a trajectory's state in registers instead of local memory. Larger states
+    cannot live in registers anyway, and unrolling their loops only makes compiling
+    slow, so they read d from the parameters (p[1]). The sample count n is always a
+    parameter (p[0]).
+    """
+    if d in _LINEAR_REGRESSION:
+        return _LINEAR_REGRESSION[d]
 
-@_jitable
-def lr_grad(th, out, p):
-    n = np.int64(p[0])
-    for k in range(np.int64(p[1])):
-        out[k] = 0.0 * th[0]
-    for i in range(n):
-        lr_add_sample_grad(th, i, 1.0 / n, out, p)
+    if d <= REGISTER_FEATURES:
+        @_jitable
+        def features(p):
+            return d
+    else:
+        @_jitable
+        def features(p):
+            return np.int64(p[1])
 
+    @_jitable
+    def residual(th, i, p):
+        d = features(p)
+        row = _LR + i * d
+        r = 0.0 * th[0] - p[_LR + np.int64(p[0]) * d + i]
+        for k in range(d):
+            r = r + p[row + k] * th[k]
+        return r
 
-@_jitable
-def lr_noise_var(th, p):
-    return 1.0 + 0.0 * th[0]
+    @_jitable
+    def loss(th, p):
+        n = np.int64(p[0])
+        total = 0.0 * th[0]
+        for i in range(n):
+            r = residual(th, i, p)
+            total = total + 0.5 * r * r
+        return total / n
 
+    @_jitable
+    def add_sample_grad(th, i, scale, out, p):
+        d = features(p)
+        r = scale * residual(th, i, p)
+        row = _LR + i * d
+        for k in range(d):
+            out[k] = out[k] + r * p[row + k]
 
-@_jitable
-def lr_n_samples(p):
-    return np.int64(p[0])
+    @_jitable
+    def grad(th, out, p):
+        n = np.int64(p[0])
+        for k in range(features(p)):
+            out[k] = 0.0 * th[0]
+        for i in range(n):
+            add_sample_grad(th, i, 1.0 / n, out, p)
+
+    @_jitable
+    def noise_var(th, p):
+        return 1.0 + 0.0 * th[0]
+
+    @_jitable
+    def n_samples(p):
+        return np.int64(p[0])
+
+    _LINEAR_REGRESSION[d] = (loss, grad, noise_var, n_samples, add_sample_grad)
+    return _LINEAR_REGRESSION[d]
 
 
 def linear_regression_data(samples, features, eigenvalues, label_noise, data_seed):
@@ -266,10 +294,6 @@ def linear_regression_data(samples, features, eigenvalues, label_noise, data_see
     w_min, *_ = np.linalg.lstsq(a, b, rcond=None)
     residual = a @ w_min - b
     return a, b, w_min, 0.5 * float(residual @ residual) / samples
-
-
-def _noop_grad_x(x, y, out, p, eps):
-    pass
 
 
 VECTOR_MODELS = {
@@ -303,8 +327,7 @@ def vector_model(spec, eps=None):
         a, b, w_min, loss_min = linear_regression_data(n, d, eig, spec.get("label_noise", 0.0),
                                                        int(spec.get("data_seed", 0)))
         params = np.concatenate([[n, d], a.ravel(), b])
-        return VectorModel(name, d, 0, lr_loss, lr_grad, lr_noise_var, lr_n_samples,
-                           lr_add_sample_grad, params,
+        return VectorModel(name, d, 0, *_linear_regression_functions(d), params,
                            info={"loss_min": loss_min, "w_min": w_min},
                            fingerprint=f"dim={d}")
     raise KeyError(name)

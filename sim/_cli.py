@@ -1,4 +1,4 @@
-"""The `sgdsim` command line (SPEC 1): run, info, models, resume, merge.
+"""The `sgdsim` command line (SPEC 1): run, info, models, resume, merge, gpu-check.
 
 Exit codes: 0 success; 2 bad input (usage, experiment file, unreadable run file), reported
 as one stderr line ``error: <file>: <key> <what is wrong>`` with no traceback; 1 an internal
@@ -7,6 +7,8 @@ creates, truncates or overwrites an output file: everything is checked before th
 is called, and the runner writes through a temporary file.
 """
 import argparse
+import fnmatch
+import json
 import os
 import re
 import sys
@@ -107,7 +109,46 @@ def _build_parser():
     merge.add_argument("-o", "--output", metavar="OUT.h5", required=True)
     merge.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
     merge.set_defaults(handler=_cmd_merge)
+
+    gpu = commands.add_parser(
+        "gpu-check", help="compile every CUDA kernel variant for real GPUs (no GPU needed)",
+        description="Compile every CUDA kernel variant to PTX for each compute capability, "
+                    "assemble it with ptxas and report registers, stack frame, spills, shared "
+                    "memory and occupancy; with a GPU present, also run each variant there "
+                    "against the CPU backend. Exit 1 if any variant fails.")
+    gpu.add_argument("--cc", type=_capabilities, default=None, metavar="80,90",
+                     help="compute capabilities to compile for (default 80,90)")
+    gpu.add_argument("--out", metavar="DIR", default="gpu-check",
+                     help="folder for the PTX files and report.json (default ./gpu-check)")
+    gpu.add_argument("--json", action="store_true", help="print the report as JSON")
+    gpu.add_argument("--jobs", type=int, metavar="N", help="parallel compile processes "
+                                                           "(default: one per core)")
+    gpu.add_argument("--variants", metavar="PATTERN", action="append",
+                     help="only variants matching this shell pattern (repeatable), "
+                          "e.g. 'scalar/*/langevin/*'")
+    gpu.add_argument("--model", metavar="MODULE:OBJECT", action="append", default=[],
+                     help="also check a user model (repeatable); with --variants 'user/*' "
+                          "only the user models")
+    gpu.add_argument("--list", action="store_true", help="list the variants and exit")
+    device = gpu.add_mutually_exclusive_group()
+    device.add_argument("--device", dest="device", action="store_true", default=None,
+                        help="run each variant on the GPU against the CPU (default: when a "
+                             "GPU is present)")
+    device.add_argument("--no-device", dest="device", action="store_false",
+                        help="compile only, even where a GPU is present")
+    gpu.set_defaults(handler=_cmd_gpu_check)
     return parser
+
+
+def _capabilities(text):
+    capabilities = []
+    for part in text.split(","):
+        match = re.fullmatch(r"\s*(\d)(\d)\s*", part)
+        if not match:
+            raise argparse.ArgumentTypeError(f"must be compute capabilities such as 80,90 "
+                                             f"(got {text!r})")
+        capabilities.append((int(match.group(1)), int(match.group(2))))
+    return tuple(dict.fromkeys(capabilities))
 
 
 def _shard(text):
@@ -180,6 +221,78 @@ def _check_output(path, overwrite, inputs=()):
         raise UsageError(f"{path}: output directory {directory} does not exist")
     if not os.access(directory, os.W_OK | os.X_OK):
         raise UsageError(f"{path}: output directory {directory} is not writable")
+
+
+# --------------------------------------------------------------------------- gpu-check
+
+def _cmd_gpu_check(args):
+    from sim import _gpu_check
+
+    variants = dict(_gpu_check.VARIANTS)
+    if args.model:
+        _user_modules_importable()
+    for name in args.model:
+        variants.update(_gpu_check.user_variants(name, _user_model_object(name)))
+    if args.variants:
+        variants = {name: experiment for name, experiment in variants.items()
+                    if any(fnmatch.fnmatchcase(name, p) for p in args.variants)}
+        if not variants:
+            raise UsageError(f"{PROG} gpu-check: no variant matches "
+                             f"{' '.join(args.variants)}; see --list")
+    if args.list:
+        print("\n".join(variants))
+        return 0
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"{PROG} gpu-check: --jobs must be >= 1 (got {args.jobs})")
+    missing = _gpu_check.missing_tools()
+    if missing:
+        raise UsageError(f"{PROG} gpu-check: {missing}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{args.out}: --out must be a folder")
+    ccs = args.cc or _gpu_check.DEFAULT_CC
+
+    def progress(row):
+        if not args.json:
+            print(_gpu_check.format_row(row), flush=True)
+
+    if not args.json:
+        print(_gpu_check.HEADER, flush=True)
+    rows = _gpu_check.check(variants, ccs, out, jobs=args.jobs, device=args.device,
+                            progress=progress)
+    report = out / "report.json"
+    report.write_text(json.dumps(rows, indent=1) + "\n")
+    if args.json:
+        print(json.dumps(rows, indent=1))
+    else:
+        print(_gpu_check.summary(rows, report))
+    failed = [row for row in rows if "error" in row]
+    user = [row for row in failed if row["variant"].startswith("user/")]
+    if user and len(user) == len(failed):
+        # The user's model does not compile for CUDA: bad input, where it failed.
+        row = user[0]
+        model = row["variant"].split("/")[1]
+        raise UsageError(f"{model} cannot be compiled for CUDA ({row['variant']}, "
+                         f"sm_{row['cc']}): {row['error']}")
+    if failed:
+        _error(f"gpu-check: {len(failed)} failed: "
+               + ", ".join(f"{row['variant']} (sm_{row['cc']})" for row in failed))
+        return 1
+    return 0
+
+
+def _user_model_object(name):
+    """The object named by ``module:object`` for gpu-check --model, or a UsageError."""
+    import importlib
+
+    module_name, _, attribute = name.partition(":")
+    if not module_name or not attribute.isidentifier():
+        raise UsageError(f"{PROG} gpu-check: --model must be \"module:object\" (got {name!r})")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except Exception as exc:
+        raise UsageError(f"{PROG} gpu-check: --model {name}: cannot import it "
+                         f"({type(exc).__name__}: {exc})") from None
 
 
 # --------------------------------------------------------------------------- resume, merge

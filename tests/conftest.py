@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-KAT_FILE = SHARED / "data" / "philox4x32_kat.txt"
+# Random123's known-answer vectors (its tests/kat_vectors), shipped with the tests.
+KAT_FILE = ROOT / "tests" / "data" / "philox4x32_kat.txt"
 
 
 def run_file(tmp_path, experiment, name="run.h5", **run_overrides):
@@ -36,8 +36,16 @@ def read_run(path):
 
 
 def cuda_simulator_subprocess(code, timeout=600):
-    """Run ``code`` in a fresh interpreter with numba's CUDA simulator on."""
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", PYTHONPATH=str(ROOT))
+    """Run ``code`` in a fresh interpreter with numba's CUDA simulator on.
+
+    With ``SGDSIM_CUDA_TESTS=device`` (on a GPU node) the same code runs on the GPU
+    instead: the CUDA tests then test the compiled kernels, not the simulator.
+    """
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if os.environ.get("SGDSIM_CUDA_TESTS") == "device":
+        env.pop("NUMBA_ENABLE_CUDASIM", None)
+    else:
+        env["NUMBA_ENABLE_CUDASIM"] = "1"
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=str(ROOT))
 
