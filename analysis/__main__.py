@@ -66,6 +66,11 @@ def main(argv=None) -> int:
     except RunFileError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `python -m analysis summary OUT.h5 | head`: the reader left; nothing is wrong.
+        # Point stdout at devnull so the interpreter's final flush does not fail again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # internal failure: one line, exit 1
         print(f"error: internal failure: {type(exc).__name__}: {exc}", file=sys.stderr)
         if os.environ.get("SGDSIM_DEBUG"):

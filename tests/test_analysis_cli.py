@@ -126,6 +126,22 @@ def test_bad_run_files_exit_2_with_one_line(case, tmp_path, ou_file):
     assert not out.exists()  # bad input creates nothing
 
 
+def test_summary_into_a_closed_pipe_is_quiet(ou_file):
+    """`python -m analysis summary OUT.h5 | head -2`: no error when the reader leaves.
+
+    The reader here leaves before the first line is written, so the write must fail
+    with a broken pipe whatever the size of the summary.
+    """
+    path, _ = ou_file
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "analysis", "summary", str(path)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()                   # the reader leaves at once
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, stderr
+    assert stderr == ""
+
+
 def test_usage_error_exits_2():
     res = _cli("summarise", "x.h5")
     assert res.returncode == 2 and res.stderr.startswith("error:") and len(res.stderr.strip().splitlines()) == 1
