@@ -183,7 +183,7 @@ def _build(name, backend="cuda", observables=True, experiment=None,
     import kernels
     from sim._config import resolve_experiment
     from sim._plan import make_plan
-    from sim._runner import _Points
+    from sim._engine import Points
 
     raw = copy.deepcopy(VARIANTS[name] if experiment is None else experiment)
     raw["run"]["backend"] = backend
@@ -192,7 +192,7 @@ def _build(name, backend="cuda", observables=True, experiment=None,
         raw["observables"] = {}
     experiment = resolve_experiment(raw, f"gpu-check:{name}")
     plan = make_plan(experiment, backend)
-    points = _Points(plan, f"gpu-check:{name}")
+    points = Points(plan, f"gpu-check:{name}")
     kernel, d, conf_i, conf_f, paths = points.get(0)
     x0 = kernels.initial_state(plan.points[0][1]["init"], 0, trajectories, plan.seed,
                                plan.dtype, plan.dim if plan.vector else 0)

@@ -17,6 +17,7 @@ import sys
 import time
 
 from ._config import ExperimentError
+from ._engine import Points, Progress, device_name, execute, resolve_backend
 from ._plan import make_plan
 from ._runfile import Piece, TreeSum, atomic_replace, root_attrs, write_run
 
@@ -72,8 +73,6 @@ def _piece(plan, payload):
 
 def run_mpi(experiment, out_path, overwrite=False, quiet=False, source=None):
     """Run ``experiment`` over all ranks; rank 0 writes ``out_path``. Returns the path."""
-    from ._runner import _device_name, _execute, _Points, _Progress, resolve_backend
-
     wall_start = time.perf_counter()
     MPI, pkl5 = _import_mpi()
     comm = pkl5.Intracomm(MPI.COMM_WORLD)
@@ -86,13 +85,13 @@ def run_mpi(experiment, out_path, overwrite=False, quiet=False, source=None):
         _select_gpu(MPI, MPI.COMM_WORLD, experiment["run"]["backend"])
         backend = resolve_backend(experiment["run"]["backend"])
         plan = make_plan(experiment, backend, shard=(rank, size))
-        points = _Points(plan, source)
-        progress = _Progress(plan.n_points * plan.n_local * plan.steps, quiet or rank != 0)
+        points = Points(plan, source)
+        progress = Progress(plan.n_points * plan.n_local * plan.steps, quiet or rank != 0)
         try:
-            piece, _ = _execute(plan, points, 0, progress)
+            piece, _ = execute(plan, points, 0, progress)
         finally:
             progress.close()
-        status = (backend, _device_name(backend))
+        status = (backend, device_name(backend))
     except (Exception, KeyboardInterrupt) as exc:
         failure = exc
         status = (isinstance(exc, ExperimentError), f"{type(exc).__name__}: {exc}"
