@@ -5,11 +5,12 @@ run file (format attributes, the resolved experiment, ``complete`` False) whose
 ``/checkpoint`` group records the chunk plan and the finished parts. Each part
 (the results of consecutive chunks, see ``_runfile.Piece``) is a small HDF5
 file in the sidecar folder ``OUT.h5.parts/``. Every file is written under a
-temporary name, fsync'ed and renamed into place, and a part is written before
-the manifest that lists it, so a kill at any moment leaves at the output path
-either nothing or a manifest whose parts are all there. When the last chunk is
-done, the parts are combined into the run file (again temporary file, fsync,
-rename over the manifest) and the sidecar is removed.
+temporary name, fsync'ed and renamed into place (``_runfile.replacing``), and
+a part is written before the manifest that lists it, so a kill at any moment
+leaves at the output path either nothing or a manifest whose parts are all
+there. When the last chunk is done, the parts are combined into the run file
+(again temporary file, fsync, rename over the manifest) and the sidecar is
+removed.
 """
 import glob
 import os
@@ -18,16 +19,11 @@ import time
 import h5py
 import numpy as np
 
-from ._runfile import atomic_replace, read_piece, root_attrs, write_piece, write_run
+from ._runfile import read_piece, replacing, root_attrs, write_piece, write_run
 
 __all__ = ["Checkpoint", "PARTS_SUFFIX"]
 
 PARTS_SUFFIX = ".parts"
-
-
-def _tmp_name(path):
-    folder, base = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{base}.{os.getpid()}.tmp")
 
 
 class Checkpoint:
@@ -67,32 +63,22 @@ class Checkpoint:
         if c0 != self.done:
             raise RuntimeError(f"checkpoint parts out of order ({c0} after {self.done})")
         os.makedirs(self.parts_dir, exist_ok=True)
-        path = self._part_path(c0, c1)
-        tmp = path + ".tmp"
-        with h5py.File(tmp, "w") as f:
+        with replacing(self._part_path(c0, c1)) as f:
             write_piece(f, piece)
-        atomic_replace(tmp, path)
         self.parts.append((c0, c1))
         self._write_manifest()
 
     def _write_manifest(self):
-        tmp = _tmp_name(self.out_path)
         plan = self.plan
-        try:
-            with h5py.File(tmp, "w") as f:
-                attrs = root_attrs(plan, self.device, False, wall_seconds=self._wall(),
-                                   experiment_text=self.experiment_text)
-                for key, value in attrs.items():
-                    f.attrs[key] = value
-                group = f.create_group("checkpoint")
-                group.attrs["chunk"] = plan.chunk
-                group.attrs["chunks"] = len(plan.chunks)
-                group.attrs["parts_dir"] = os.path.basename(self.parts_dir)
-                group.create_dataset("parts", data=np.array(self.parts, dtype=np.int64)
-                                     .reshape(-1, 2))
-            atomic_replace(tmp, self.out_path)
-        finally:
-            _unlink(tmp)
+        with replacing(self.out_path) as f:
+            f.attrs.update(root_attrs(plan, self.device, False, wall_seconds=self._wall(),
+                                      experiment_text=self.experiment_text))
+            group = f.create_group("checkpoint")
+            group.attrs["chunk"] = plan.chunk
+            group.attrs["chunks"] = len(plan.chunks)
+            group.attrs["parts_dir"] = os.path.basename(self.parts_dir)
+            group.create_dataset("parts", data=np.array(self.parts, dtype=np.int64)
+                                 .reshape(-1, 2))
 
     def finish(self, last_piece, c0):
         """Combine the saved parts and ``last_piece`` (chunks c0..end) into the run file."""
@@ -113,17 +99,10 @@ class Checkpoint:
             compile_seconds += last_piece.compile_seconds
             yield last_piece
 
-        tmp = _tmp_name(self.out_path)
-        try:
-            write_run(tmp, plan, pieces(), {})
-            with h5py.File(tmp, "r+") as f:
-                attrs = root_attrs(plan, self.device, True, kernel_seconds, compile_seconds,
-                                   self._wall(), experiment_text=self.experiment_text)
-                for key, value in attrs.items():
-                    f.attrs[key] = value
-            atomic_replace(tmp, self.out_path)
-        finally:
-            _unlink(tmp)
+        with replacing(self.out_path) as f:
+            write_run(f, plan, pieces())
+            f.attrs.update(root_attrs(plan, self.device, True, kernel_seconds, compile_seconds,
+                                      self._wall(), experiment_text=self.experiment_text))
         _remove_parts(self.parts_dir, keep=())
 
     @classmethod

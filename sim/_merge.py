@@ -16,7 +16,7 @@ import h5py
 
 from ._config import ExperimentError, resolve_experiment
 from ._plan import make_plan, shard_range
-from ._runfile import FORMAT, ShardFilePiece, atomic_replace, root_attrs, write_run
+from ._runfile import FORMAT, ShardFilePiece, replacing, root_attrs, write_run
 
 __all__ = ["merge_shards"]
 
@@ -102,28 +102,20 @@ def merge_shards(paths, out_path, overwrite=False):
         plan = make_plan(experiment, identity["backend"])
         pieces = [ShardFilePiece(f, plan, *shard_range(per_point, (i, count)))
                   for i, (_, f, _) in sorted(shards.items())]
-        folder, base = os.path.split(os.path.abspath(out_path))
-        tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp")
-        try:
-            write_run(tmp, plan, pieces, {})
+        with replacing(out_path) as out:
+            write_run(out, plan, pieces)
             devices = sorted({_text(a.get("device", "")) for _, _, a in shards.values()})
             kernel = sum(float(a.get("kernel_seconds", 0.0)) for _, _, a in shards.values())
             compile_ = sum(float(a.get("compile_seconds", 0.0)) for _, _, a in shards.values())
             wall = sum(float(a.get("wall_seconds", 0.0)) for _, _, a in shards.values())
-            with h5py.File(tmp, "r+") as out:
-                attrs = root_attrs(plan, "; ".join(devices), True, kernel, compile_,
-                                   wall + time.perf_counter() - wall_start,
-                                   experiment_text=_text(shards[0][2]["experiment"]))
-                attrs["merged_shards"] = count
-                for key, value in attrs.items():
-                    out.attrs[key] = value
+            attrs = root_attrs(plan, "; ".join(devices), True, kernel, compile_,
+                               wall + time.perf_counter() - wall_start,
+                               experiment_text=_text(shards[0][2]["experiment"]))
+            attrs["merged_shards"] = count
+            out.attrs.update(attrs)
             if os.path.exists(out_path) and not overwrite:
                 raise ExperimentError(out_path, None, "appeared during the merge; "
                                                       "not overwritten")
-            atomic_replace(tmp, out_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
     finally:
         for f in files:
             f.close()

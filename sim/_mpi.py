@@ -2,7 +2,7 @@
 
 Rank r of K runs the trajectories ``shard_range(N, (r, K))`` of every sweep
 point, exactly like ``--shard r/K``; rank 0 then receives the ranks' pieces
-one at a time and writes the one run file (temporary file, fsync, rename), so
+one at a time and writes the one run file (``_runfile.replacing``), so
 the result equals the single-process run bit for bit (see ``_runfile``). On
 the cuda backend each rank takes GPU ``node-local rank % GPUs on the node``.
 
@@ -19,7 +19,7 @@ import time
 from ._config import ExperimentError
 from ._engine import Points, Progress, device_name, execute, resolve_backend
 from ._plan import make_plan
-from ._runfile import Piece, TreeSum, atomic_replace, root_attrs, write_run
+from ._runfile import Piece, TreeSum, replacing, root_attrs, write_run
 
 __all__ = ["run_mpi"]
 
@@ -128,23 +128,17 @@ def run_mpi(experiment, out_path, overwrite=False, quiet=False, source=None):
             timings["compile"] += part.compile_seconds
             yield part
 
-    folder, base = os.path.split(os.path.abspath(out_path))
-    tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp")
     try:
-        write_run(tmp, whole, pieces(), {})
-        import h5py
-        with h5py.File(tmp, "r+") as f:
+        with replacing(out_path) as f:
+            write_run(f, whole, pieces())
             devices = sorted({info[1] for _, info in reports})
             attrs = root_attrs(whole, "; ".join(devices), True, timings["kernel"],
                                timings["compile"], time.perf_counter() - wall_start)
             attrs["mpi_ranks"] = size
-            for key, value in attrs.items():
-                f.attrs[key] = value
-        atomic_replace(tmp, out_path)
+            f.attrs.update(attrs)
     except BaseException as exc:
-        # Other ranks may still be blocked sending their pieces: end the whole job.
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        # Other ranks may still be blocked sending their pieces: end the whole job
+        # (``replacing`` has removed the temporary file).
         print(f"error: MPI rank 0 could not write {out_path}: {type(exc).__name__}: {exc}; "
               f"nothing written", file=sys.stderr, flush=True)
         MPI.COMM_WORLD.Abort(1)

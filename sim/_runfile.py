@@ -16,6 +16,7 @@ sharded, MPI and plain runs give the same bits. A share of trajectories that
 is not a whole subtree keeps its few (about 2 log2 G) maximal nodes, which is
 what a shard file stores for ``merge``.
 """
+import contextlib
 import datetime
 import os
 
@@ -29,7 +30,7 @@ from ._plan import experiment_toml
 from ._version import __version__
 
 __all__ = ["TreeSum", "Piece", "ShardFilePiece", "write_piece", "read_piece", "write_run",
-           "root_attrs", "fsync_path", "atomic_replace", "FORMAT", "FORMAT_VERSION"]
+           "root_attrs", "replacing", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "sgdsim-run"
 FORMAT_VERSION = 1
@@ -297,8 +298,9 @@ def _create_datasets(f, plan):
     return ds
 
 
-def write_run(path, plan, pieces, attrs):
-    """Write the run file of ``plan`` at ``path`` from pieces that cover it exactly once.
+def write_run(f, plan, pieces):
+    """Write the datasets of ``plan``'s run file into the empty HDF5 file ``f`` from pieces
+    that cover it exactly once (the caller adds the root attributes, ``root_attrs``).
 
     ``pieces`` may be a generator: each piece is used up before the next is
     asked for, so file-backed pieces can be opened and closed one at a time.
@@ -309,41 +311,38 @@ def write_run(path, plan, pieces, attrs):
     trees = [TreeSum(plan.groups_per_point) for _ in range(plan.n_points)]
     paths = np.full((plan.n_points, plan.path_count, plan.path_steps.size, plan.dim), np.nan,
                     dtype=plan.dtype)
-    with h5py.File(path, "w") as f:
-        ds = _create_datasets(f, plan)
-        for piece in pieces:
-            for k, (p, a, b) in enumerate(piece.segments):
-                covered[p].append((a, b))
-                if a == b:
-                    continue
-                for name, values in piece.rows(k).items():
-                    ds[name][p, a - plan.lo:b - plan.lo] = values
-            for p, counts in piece.hist.items():
-                hist[p] += counts
-            for p, tree in piece.trees.items():
-                for (level, index), value in tree.nodes.items():
-                    trees[p].add(level, index, value)
-            for p, first, values in piece.path_rows:
-                paths[p, first:first + len(values)] = values
-        _check_cover(plan, covered)
-        if "histogram" in observables:
-            bins = plan.bins
-            f.create_dataset("histogram/batch_counts", data=hist[..., :bins])
-            f.create_dataset("histogram/counts", data=hist[..., :bins].sum(axis=1))
-            f.create_dataset("histogram/outside", data=hist[..., bins:].sum(axis=1))
-        if "timeseries" in observables:
-            _write_timeseries(f, plan, trees)
-        if "paths" in observables:
-            f.create_dataset("paths/theta", data=paths)
-        for key in plan.experiment.get("sweep") or {}:
-            values = [v[key] for v, _ in plan.points]
-            try:
-                data = np.array(values, dtype=np.float64)
-            except (TypeError, ValueError):
-                data = np.array([str(v) for v in values], dtype=h5py.string_dtype())
-            f.create_dataset(f"sweep/{key}", data=data)
-        for key, value in attrs.items():
-            f.attrs[key] = value
+    ds = _create_datasets(f, plan)
+    for piece in pieces:
+        for k, (p, a, b) in enumerate(piece.segments):
+            covered[p].append((a, b))
+            if a == b:
+                continue
+            for name, values in piece.rows(k).items():
+                ds[name][p, a - plan.lo:b - plan.lo] = values
+        for p, counts in piece.hist.items():
+            hist[p] += counts
+        for p, tree in piece.trees.items():
+            for (level, index), value in tree.nodes.items():
+                trees[p].add(level, index, value)
+        for p, first, values in piece.path_rows:
+            paths[p, first:first + len(values)] = values
+    _check_cover(plan, covered)
+    if "histogram" in observables:
+        bins = plan.bins
+        f.create_dataset("histogram/batch_counts", data=hist[..., :bins])
+        f.create_dataset("histogram/counts", data=hist[..., :bins].sum(axis=1))
+        f.create_dataset("histogram/outside", data=hist[..., bins:].sum(axis=1))
+    if "timeseries" in observables:
+        _write_timeseries(f, plan, trees)
+    if "paths" in observables:
+        f.create_dataset("paths/theta", data=paths)
+    for key in plan.experiment.get("sweep") or {}:
+        values = [v[key] for v, _ in plan.points]
+        try:
+            data = np.array(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            data = np.array([str(v) for v in values], dtype=h5py.string_dtype())
+        f.create_dataset(f"sweep/{key}", data=data)
 
 
 def _check_cover(plan, covered):
@@ -432,17 +431,35 @@ def root_attrs(plan, device, complete, kernel_seconds=0.0, compile_seconds=0.0,
     return attrs
 
 
-def fsync_path(path):
+@contextlib.contextmanager
+def replacing(path):
+    """The HDF5 file that is to replace ``path``, open under a temporary name beside it.
+
+    When the block ends without an exception the file is closed, fsync'ed and renamed
+    over ``path``, then the folder is fsync'ed (so the rename survives a crash): ``path``
+    holds the old file or the complete new one, never a part of it. When the block
+    raises, the temporary file is removed and ``path`` is left as it was; one left by
+    SIGKILL is named ``.NAME.PID.tmp``, which ``Checkpoint.clear_stale`` removes.
+    """
+    folder, base = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{base}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            yield f
+        _fsync(tmp)
+        os.replace(tmp, path)
+        _fsync(folder)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync(path):
     """fsync a file or a folder (a folder makes a rename in it durable)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def atomic_replace(tmp_path, path):
-    """fsync ``tmp_path``, rename it over ``path`` and fsync the folder."""
-    fsync_path(tmp_path)
-    os.replace(tmp_path, path)
-    fsync_path(os.path.dirname(os.path.abspath(path)))

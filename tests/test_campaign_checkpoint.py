@@ -170,3 +170,18 @@ def test_resume_refuses_what_it_cannot_resume(tmp_path):
     junk.write_bytes(b"not hdf5")
     bad = sgdsim("resume", junk)
     assert bad.returncode == 2 and "junk.h5" in bad.stderr
+
+
+def test_replacing_renames_a_finished_file_and_drops_a_failed_one(tmp_path):
+    from sim._runfile import replacing
+
+    path = tmp_path / "run.h5"
+    with replacing(path) as f:
+        f.attrs["version"] = 1
+    with pytest.raises(RuntimeError, match="half written"):
+        with replacing(path) as f:
+            f.attrs["version"] = 2
+            raise RuntimeError("half written")
+    with h5py.File(path, "r") as f:
+        assert f.attrs["version"] == 1
+    assert sorted(os.listdir(tmp_path)) == ["run.h5"]  # no temporary file left behind
