@@ -9,12 +9,11 @@ str() is one line naming the file and the key, e.g.
 import copy
 import difflib
 import importlib
-import json
 import math
 import re
 import tomllib
 
-from sim import _schema
+from sim import _schema, _toml
 from sim._schema import Key
 
 __all__ = [
@@ -63,34 +62,10 @@ def _render_key(key):
 
 def _show(value):
     """Render a value as TOML would spell it, for messages ("got ...")."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
+    try:
+        return _toml.value(value)
+    except TypeError:
         return repr(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_show(item) for item in value) + "]"
-    if isinstance(value, dict):
-        if not value:
-            return "{}"
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_show(v)}" for k, v in value.items()) + " }"
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return repr(value)
-
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def _toml_key(key):
-    return key if _BARE_KEY.match(key) else json.dumps(key)
 
 
 def _bound(x):
@@ -618,22 +593,10 @@ _TYPE_WORDS = {
 # --------------------------------------------------------------------------- writing
 
 def dumps_experiment(experiment):
-    """The resolved experiment as TOML text; `loads_experiment` of it gives it back."""
-    lines = []
-    for table in ("run", "model", "dynamics"):
-        lines.append(f"[{table}]")
-        lines.extend(f"{_toml_key(k)} = {_show(v)}" for k, v in experiment[table].items())
-        lines.append("")
-    lines.append("[init]")
-    lines.extend(f"{_toml_key(k)} = {_show(v)}" for k, v in experiment["init"].items())
-    lines.append("")
-    if experiment.get("observables"):
-        lines.append("[observables]")
-        lines.extend(f"{_toml_key(k)} = {_show(v)}"
-                     for k, v in experiment["observables"].items())
-        lines.append("")
-    if experiment.get("sweep"):
-        lines.append("[sweep]")
-        lines.extend(f"{json.dumps(k)} = {_show(v)}" for k, v in experiment["sweep"].items())
-        lines.append("")
-    return "\n".join(lines)
+    """The resolved experiment as TOML text (stored in the run file); `loads_experiment` of
+    it gives it back."""
+    tables = {table: experiment.get(table) or {} for table in _schema.TABLES
+              if table != "sweep" or experiment.get("sweep")}
+    text = _toml.dumps(tables)
+    tomllib.loads(text)  # what we store must read back
+    return text

@@ -6,7 +6,6 @@ A plan is pure bookkeeping (no kernels are compiled here), so ``merge`` and
 import copy
 import importlib
 import itertools
-import tomllib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +17,7 @@ from ._config import ExperimentError
 from ._schema import VECTOR_MODELS, state_dimension
 
 __all__ = ["Plan", "make_plan", "sweep_points", "timeseries_steps", "shard_range",
-           "experiment_toml", "model_for", "check_capabilities", "configuration",
+           "model_for", "check_capabilities", "configuration",
            "HISTOGRAM_GROUPS", "AUTO_CHUNK", "state_dimension", "VECTOR_MODELS"]
 
 HISTOGRAM_GROUPS = 20
@@ -142,42 +141,6 @@ def configuration(observables, per_point):
         conf_i[I_PATH_COUNT] = min(observables["paths"]["count"], per_point)
         conf_i[I_PATH_EVERY] = observables["paths"]["every"]
     return conf_i, conf_f
-
-
-def _toml_value(value):
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, float):
-        return repr(value) if np.isfinite(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}"
-                                for k, v in value.items() if v is not None) + " }"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return str(value)
-
-
-def _toml_key(key):
-    return key if key.replace("_", "").isalnum() else '"' + key + '"'
-
-
-def experiment_toml(experiment):
-    """The resolved experiment as TOML text (stored in the run file)."""
-    lines = []
-    for table in ("run", "model", "dynamics", "init", "observables", "sweep"):
-        body = experiment.get(table) or {}
-        if table == "sweep" and not body:
-            continue
-        lines.append(f"[{table}]")
-        # TOML has no null: a key whose default is computed (dynamics.b) is left out.
-        lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in body.items()
-                     if v is not None)
-        lines.append("")
-    text = "\n".join(lines)
-    tomllib.loads(text)  # what we store must read back
-    return text
 
 
 @dataclass

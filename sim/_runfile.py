@@ -26,7 +26,7 @@ import numpy as np
 from kernels import REDUCE_GROUP
 from kernels._observe import TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING
 
-from ._plan import experiment_toml
+from ._config import dumps_experiment
 from ._version import __version__
 
 __all__ = ["TreeSum", "Piece", "ShardFilePiece", "write_piece", "read_piece", "write_run",
@@ -408,7 +408,7 @@ def root_attrs(plan, device, complete, kernel_seconds=0.0, compile_seconds=0.0,
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": __version__,
-        "experiment": experiment_text or experiment_toml(plan.experiment),
+        "experiment": experiment_text or dumps_experiment(plan.experiment),
         "seed": np.uint64(plan.seed),
         "trajectories": plan.per_point,
         "steps": plan.steps,

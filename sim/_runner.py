@@ -21,13 +21,11 @@ from ._checkpoint import Checkpoint
 from ._config import ExperimentError, resolve_experiment
 from ._engine import Points, Progress, device_name, execute, resolve_backend
 from ._mpi import run_mpi
-from ._plan import (
-    configuration, experiment_toml, make_plan, shard_range, sweep_points, timeseries_steps,
-)
+from ._plan import configuration, make_plan, shard_range, sweep_points, timeseries_steps
 from ._runfile import FORMAT, FORMAT_VERSION
 
 __all__ = ["run_experiment", "resume_run", "merge_shards", "resolve_backend", "sweep_points",
-           "timeseries_steps", "shard_range", "experiment_toml", "FORMAT", "FORMAT_VERSION"]
+           "timeseries_steps", "shard_range", "FORMAT", "FORMAT_VERSION"]
 
 # Save a checkpoint after this many seconds of chunks (SGDSIM_CHECKPOINT_SECONDS overrides;
 # 0 saves after every chunk), or sooner when the unsaved rows pass _engine.CHECKPOINT_BYTES.

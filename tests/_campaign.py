@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 
+from sim import _toml
 from tests.conftest import ROOT, read_run
 
 F2_LRS = [0.02, 0.05, 0.08, 0.15]
@@ -32,25 +33,7 @@ def f2_sweep(trajectories=3000, steps=300, chunk=0, lrs=F2_LRS, observables=None
 
 def to_toml(experiment):
     """A raw experiment dict as TOML text (tables of scalars, lists and inline tables)."""
-    def value(v):
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, str):
-            return f'"{v}"'
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        if isinstance(v, (list, tuple)):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return repr(v)
-
-    lines = []
-    for table, body in experiment.items():
-        lines.append(f"[{table}]")
-        for key, v in body.items():
-            lines.append(f"{key if '.' not in key else repr(key).replace(chr(39), chr(34))} "
-                         f"= {value(v)}")
-        lines.append("")
-    return "\n".join(lines)
+    return _toml.dumps(experiment)
 
 
 def sgdsim(*args, env=None, **kwargs):

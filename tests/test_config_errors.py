@@ -522,6 +522,34 @@ lyapunov = {}
     assert resolve_experiment(resolved, "again") == resolved
 
 
+
+def test_toml_writer_reads_back_what_tomllib_reads():
+    import datetime
+    import math
+    import tomllib
+
+    from sim import _toml
+
+    tables = {
+        "strings": {"quote": 'say "hi"\\', "controls": "tab\tnew\nline\x00\x7f",
+                    "unicode": "caf\u00e9 \U0001f600", "bare-key_1": "x",
+                    "dotted.key": "y", "sp ace": "z", "caf\u00e9": "w"},
+        "numbers": {"int": -3, "big": 2**63 - 1, "float": 1e-05, "tiny": 5e-324,
+                    "inf": math.inf, "minus_inf": -math.inf, "true": True, "false": False},
+        "nested": {"empty": {}, "list": [[1, 2], [], [0.5]], "inline": {"a": 1, "b": [1.0]},
+                   "when": datetime.date(2026, 1, 2), "dropped": None,
+                   "half_dropped": {"kept": 1, "gone": None}},
+    }
+    back = tomllib.loads(_toml.dumps(tables))
+    assert back["strings"] == tables["strings"]
+    assert back["numbers"] == tables["numbers"]
+    assert math.isnan(tomllib.loads("x = " + _toml.value(math.nan))["x"])
+    assert back["nested"] == {"empty": {}, "list": [[1, 2], [], [0.5]],
+                              "inline": {"a": 1, "b": [1.0]}, "when": datetime.date(2026, 1, 2),
+                              "half_dropped": {"kept": 1}}
+    with pytest.raises(TypeError):
+        _toml.value(object())
+
 def test_user_model_keys_pass_through(tmp_path, monkeypatch):
     (tmp_path / "my_wells.py").write_text(
         "class TiltedWell:\n"
