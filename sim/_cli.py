@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sim import _schema
 from sim._config import ExperimentError, _show, load_experiment
+from sim._version import FORMAT
 
 __all__ = ["main", "UsageError"]
 
@@ -362,10 +363,10 @@ def _cmd_info(args):
         raise UsageError(f"{path}: not a readable HDF5 run file ({exc})") from None
     with run_file:
         attrs = {name: _plain(value) for name, value in run_file.attrs.items()}
-        if attrs.get("format") != "sgdsim-run":
+        if attrs.get("format") != FORMAT:
             raise UsageError(f"{path}: not an sgdsim run file "
                              f"(root attribute format = {_show(attrs.get('format'))}, "
-                             f'expected "sgdsim-run")')
+                             f"expected {_show(FORMAT)})")
         datasets = []
         run_file.visititems(lambda name, item: datasets.append((name, item))
                             if isinstance(item, h5py.Dataset) else None)

@@ -16,7 +16,8 @@ import h5py
 
 from ._config import ExperimentError, resolve_experiment
 from ._plan import make_plan, shard_range
-from ._runfile import FORMAT, ShardFilePiece, replacing, root_attrs, write_run
+from ._runfile import ShardFilePiece, replacing, root_attrs, write_run
+from ._version import FORMAT
 
 __all__ = ["merge_shards"]
 

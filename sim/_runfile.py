@@ -27,13 +27,10 @@ from kernels import REDUCE_GROUP
 from kernels._observe import TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING
 
 from ._config import dumps_experiment
-from ._version import __version__
+from ._version import FORMAT, FORMAT_VERSION, __version__
 
 __all__ = ["TreeSum", "Piece", "ShardFilePiece", "write_piece", "read_piece", "write_run",
-           "root_attrs", "replacing", "FORMAT", "FORMAT_VERSION"]
-
-FORMAT = "sgdsim-run"
-FORMAT_VERSION = 1
+           "root_attrs", "replacing"]
 
 
 class TreeSum:

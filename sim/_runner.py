@@ -22,7 +22,7 @@ from ._config import ExperimentError, resolve_experiment
 from ._engine import Points, Progress, device_name, execute, resolve_backend
 from ._mpi import run_mpi
 from ._plan import configuration, make_plan, shard_range, sweep_points, timeseries_steps
-from ._runfile import FORMAT, FORMAT_VERSION
+from ._version import FORMAT, FORMAT_VERSION
 
 __all__ = ["run_experiment", "resume_run", "merge_shards", "resolve_backend", "sweep_points",
            "timeseries_steps", "shard_range", "FORMAT", "FORMAT_VERSION"]

@@ -38,6 +38,13 @@ def test_import_loads_no_engine_or_numba():
     assert res.returncode == 0, res.stdout + res.stderr
 
 
+
+def test_format_constants_agree_with_sim():
+    # analysis may not import sim, so it keeps its own copy of the run-file format.
+    from analysis import _read
+    from sim import _version
+    assert (_read.FORMAT_NAME, _read.FORMAT_VERSION) == (_version.FORMAT, _version.FORMAT_VERSION)
+
 def test_sweep_params_and_summary_values(ou_file):
     path, truth = ou_file
     run = analysis.open_run(path)
