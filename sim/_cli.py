@@ -9,6 +9,7 @@ is called, and the runner writes through a temporary file.
 import argparse
 import fnmatch
 import json
+import math
 import os
 import re
 import sys
@@ -89,6 +90,8 @@ def _build_parser():
     run.add_argument("--mpi", action="store_true",
                      help="split the run over the ranks of `mpiexec -n K` (needs mpi4py); "
                           "rank 0 writes OUT.h5")
+    run.add_argument("--checkpoint-seconds", type=_seconds, metavar="S",
+                     help=_CHECKPOINT_HELP + "; overrides run.checkpoint_seconds")
     run.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
     run.add_argument("--quiet", action="store_true", help="no progress output")
     run.set_defaults(handler=_cmd_run)
@@ -102,6 +105,8 @@ def _build_parser():
 
     resume = commands.add_parser("resume", help="continue an interrupted run")
     resume.add_argument("file", metavar="OUT.h5")
+    resume.add_argument("--checkpoint-seconds", type=_seconds, metavar="S",
+                        help=_CHECKPOINT_HELP + "; overrides the stored run.checkpoint_seconds")
     resume.add_argument("--quiet", action="store_true", help="no progress output")
     resume.set_defaults(handler=_cmd_resume)
 
@@ -152,6 +157,20 @@ def _capabilities(text):
     return tuple(dict.fromkeys(capabilities))
 
 
+_CHECKPOINT_HELP = ("seconds of chunks between checkpoints (0: after every chunk); "
+                    "beats SGDSIM_CHECKPOINT_SECONDS")
+
+
+def _seconds(text):
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 <= seconds < math.inf:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 (got {text!r})")
+    return seconds
+
+
 def _shard(text):
     match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
     if not match:
@@ -164,7 +183,7 @@ def _shard(text):
 
 # --------------------------------------------------------------------------- run
 
-_RUN_FLAGS = ("backend", "trajectories", "steps", "seed", "chunk")
+_RUN_FLAGS = ("backend", "trajectories", "steps", "seed", "chunk", "checkpoint_seconds")
 
 
 def _cmd_run(args):
@@ -185,6 +204,9 @@ def _cmd_run(args):
     from sim._runner import run_experiment
     try:
         extra = {"mpi": True} if args.mpi else {}
+        if args.checkpoint_seconds is not None:
+            # Also passed on its own: the flag beats SGDSIM_CHECKPOINT_SECONDS, the key does not.
+            extra["checkpoint_seconds"] = args.checkpoint_seconds
         run_experiment(experiment, args.output, overwrite=args.overwrite, quiet=args.quiet,
                        shard=args.shard, source=args.experiment, **extra)
     except KernelCompileError as exc:
@@ -301,7 +323,7 @@ def _user_model_object(name):
 def _cmd_resume(args):
     from sim._runner import resume_run
     try:
-        resume_run(args.file, quiet=args.quiet)
+        resume_run(args.file, quiet=args.quiet, checkpoint_seconds=args.checkpoint_seconds)
     except FileNotFoundError as exc:
         raise UsageError(f"{exc.filename or args.file}: no such file") from None
     return 0

@@ -1,7 +1,8 @@
 """``sgdsim merge``: combine the shard files of one experiment into its run file (SPEC 6).
 
 Shards belong together when their resolved experiments agree in everything
-but ``run.chunk`` and ``run.backend`` (neither changes a result), they ran on
+but ``run.chunk``, ``run.backend`` and ``run.checkpoint_seconds`` (none changes
+a result), they ran on
 the same actual backend and dtype, they are complete, they agree on the shard
 count N, and every shard 0..N-1 is there exactly once. The merged file equals
 the unsharded run bit for bit: per-trajectory rows are copied, integer
@@ -27,7 +28,8 @@ def _text(value):
 
 
 def _comparable(experiment):
-    run = {k: v for k, v in experiment["run"].items() if k not in ("chunk", "backend")}
+    run = {k: v for k, v in experiment["run"].items()
+           if k not in ("chunk", "backend", "checkpoint_seconds")}
     return {**experiment, "run": run}
 
 

@@ -27,18 +27,25 @@ from ._version import FORMAT, FORMAT_VERSION
 __all__ = ["run_experiment", "resume_run", "merge_shards", "resolve_backend", "sweep_points",
            "timeseries_steps", "shard_range", "FORMAT", "FORMAT_VERSION"]
 
-# Save a checkpoint after this many seconds of chunks (SGDSIM_CHECKPOINT_SECONDS overrides;
-# 0 saves after every chunk), or sooner when the unsaved rows pass _engine.CHECKPOINT_BYTES.
-CHECKPOINT_SECONDS = 60.0
-
 _configuration = configuration  # bench/peers.py uses the old private name
 
 
-def checkpoint_seconds():
-    """Seconds between checkpoints (``SGDSIM_CHECKPOINT_SECONDS``, default 60)."""
+def _checkpoint_interval(experiment, seconds=None):
+    """Seconds of chunks between checkpoints; 0 saves after every chunk.
+
+    ``seconds`` (the --checkpoint-seconds flag) beats the environment variable
+    SGDSIM_CHECKPOINT_SECONDS, which beats the experiment's ``[run] checkpoint_seconds``
+    (default 60). A checkpoint also comes sooner when the unsaved rows pass
+    ``_engine.CHECKPOINT_BYTES``.
+    """
+    if seconds is not None:
+        if not 0 <= seconds < float("inf"):
+            raise ExperimentError(None, "run.checkpoint_seconds",
+                                  f"must be a finite number >= 0 (got {seconds!r})")
+        return float(seconds)
     text = os.environ.get("SGDSIM_CHECKPOINT_SECONDS")
     if text is None:
-        return CHECKPOINT_SECONDS
+        return experiment["run"]["checkpoint_seconds"]
     try:
         return max(0.0, float(text))
     except ValueError:
@@ -68,35 +75,37 @@ class _SigtermAsInterrupt:
 
 
 def run_experiment(experiment, out_path, overwrite=False, quiet=False, shard=None, source=None,
-                   mpi=False):
+                   mpi=False, checkpoint_seconds=None):
     """Run a resolved experiment and write its run file at ``out_path``; return the path.
 
     Until the run is complete the output path holds nothing or a resumable
-    checkpoint (see ``_checkpoint``). ``shard=(i, n)`` runs shard i of n;
-    ``mpi=True`` splits the run over the ranks of MPI.COMM_WORLD (``_mpi``).
+    checkpoint (see ``_checkpoint``); ``checkpoint_seconds`` overrides the
+    interval between checkpoints (see ``_checkpoint_interval``). ``shard=(i, n)``
+    runs shard i of n; ``mpi=True`` splits the run over the ranks of
+    MPI.COMM_WORLD (``_mpi``, which writes no checkpoints).
     """
     out_path = os.fspath(out_path)
     if mpi:
         return run_mpi(experiment, out_path, overwrite=overwrite, quiet=quiet, source=source)
     if os.path.exists(out_path) and not overwrite:
         raise ExperimentError(out_path, None, "exists (use --overwrite to replace it)")
+    interval = _checkpoint_interval(experiment, checkpoint_seconds)
     backend = resolve_backend(experiment["run"]["backend"])
     plan = make_plan(experiment, backend, shard)
     points = Points(plan, source)
     ckpt = Checkpoint(out_path, plan, device_name(backend))
     ckpt.clear_stale()
-    _run_chunks(ckpt, points, quiet)
+    _run_chunks(ckpt, points, quiet, interval)
     return out_path
 
 
-def _run_chunks(ckpt, points, quiet):
+def _run_chunks(ckpt, points, quiet, interval):
     plan = ckpt.plan
     done = sum(b - a for _, a, b in plan.chunks[:ckpt.done]) * plan.steps
     progress = Progress(plan.n_points * plan.n_local * plan.steps, quiet, done)
     try:
         with _SigtermAsInterrupt():
-            piece, first = execute(plan, points, ckpt.done, progress, ckpt.save,
-                                    checkpoint_seconds())
+            piece, first = execute(plan, points, ckpt.done, progress, ckpt.save, interval)
             ckpt.finish(piece, first)
     finally:
         progress.close()
@@ -115,8 +124,11 @@ def _plan_from_attrs(path):
     return make
 
 
-def resume_run(path, quiet=False):
-    """Finish the interrupted run at ``path``; a complete file is left as it is."""
+def resume_run(path, quiet=False, checkpoint_seconds=None):
+    """Finish the interrupted run at ``path``; a complete file is left as it is.
+
+    ``checkpoint_seconds`` overrides the interval between checkpoints, as for a run.
+    """
     import h5py
 
     path = os.fspath(path)
@@ -146,13 +158,14 @@ def resume_run(path, quiet=False):
     if not has_checkpoint:
         raise ExperimentError(path, None, "incomplete and without a checkpoint")
     plan = ckpt.plan
+    interval = _checkpoint_interval(plan.experiment, checkpoint_seconds)
     resolve_backend(plan.backend)  # a cuda run resumes only where a GPU is usable
     ckpt.device = device_name(plan.backend)
     points = Points(plan, path)
     if not quiet:
         print(f"sgdsim: resuming {path} at chunk {ckpt.done}/{len(plan.chunks)}",
               file=sys.stderr)
-    _run_chunks(ckpt, points, quiet)
+    _run_chunks(ckpt, points, quiet, interval)
     return path
 
 

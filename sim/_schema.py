@@ -92,6 +92,9 @@ RUN = {
                    choices=("auto", "cpu", "cuda", "numpy")),
     "chunk": Key("int", 0, "trajectories per kernel launch; 0 = sized to the device",
                  minimum=0),
+    "checkpoint_seconds": Key("float", 60.0, "seconds between checkpoints, 0 = after every "
+                              "chunk; --checkpoint-seconds and SGDSIM_CHECKPOINT_SECONDS "
+                              "override it", minimum=0),
 }
 
 _LOGISTIC = {

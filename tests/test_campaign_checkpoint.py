@@ -12,8 +12,12 @@ import pytest
 
 import sim
 from sim._checkpoint import PARTS_SUFFIX
+from sim._runfile import Piece
 from tests._campaign import assert_same_datasets, f2_sweep, sgdsim, to_toml
 from tests.conftest import ROOT
+
+
+_ADD_CHUNK = Piece.add_chunk
 
 
 def _resolved(raw):
@@ -108,6 +112,71 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     assert again.returncode == 0
     assert "complete" in again.stderr
     assert _digest(out) == digest
+
+
+def _fail_at_chunk(monkeypatch, call):
+    """From now on, make the ``call``-th chunk fail as a node failure would."""
+    calls = []
+
+    def failing(self, *args):
+        calls.append(1)
+        if len(calls) == call:
+            raise RuntimeError("simulated node failure")
+        return _ADD_CHUNK(self, *args)
+
+    monkeypatch.setattr(Piece, "add_chunk", failing)
+
+
+def _saved_chunks(path):
+    """Chunks in the checkpoint at ``path`` (0 when nothing was written)."""
+    if not os.path.exists(path):
+        return 0
+    with h5py.File(path, "r") as f:
+        return int(f["checkpoint/parts"][-1, 1])
+
+
+@pytest.mark.parametrize("key, env, flag, saved", [
+    (0, None, None, 6),          # the key alone
+    (3600, None, None, 0),
+    (3600, "0", None, 6),        # the environment beats the key
+    (0, "3600", None, 0),
+    (3600, "3600", "0", 6),      # the flag beats both
+    (0, "0", "3600", 0),
+])
+def test_checkpoint_interval_flag_then_environment_then_key(tmp_path, monkeypatch, key, env,
+                                                            flag, saved):
+    from sim._cli import main
+
+    raw = f2_sweep(trajectories=1024, steps=30, chunk=256)
+    raw["run"]["checkpoint_seconds"] = key
+    exp, out = tmp_path / "f2.toml", tmp_path / "out.h5"
+    exp.write_text(to_toml(raw))
+    if env is None:
+        monkeypatch.delenv("SGDSIM_CHECKPOINT_SECONDS", raising=False)
+    else:
+        monkeypatch.setenv("SGDSIM_CHECKPOINT_SECONDS", env)
+    _fail_at_chunk(monkeypatch, 7)
+    flags = ["--checkpoint-seconds", flag] if flag is not None else []
+    assert main(["run", str(exp), "-o", str(out), "--quiet"] + flags) == 1  # the failure
+    assert _saved_chunks(out) == saved  # with interval 0, the six chunks before it
+
+
+def test_resume_takes_the_checkpoint_seconds_flag(tmp_path, monkeypatch):
+    from sim._cli import main
+
+    raw = f2_sweep(trajectories=1024, steps=30, chunk=256)
+    exp, out = tmp_path / "f2.toml", tmp_path / "out.h5"
+    exp.write_text(to_toml(raw))
+    monkeypatch.setenv("SGDSIM_CHECKPOINT_SECONDS", "3600")
+    _fail_at_chunk(monkeypatch, 7)
+    assert main(["run", str(exp), "-o", str(out), "--quiet", "--checkpoint-seconds", "0"]) == 1
+    assert _saved_chunks(out) == 6
+    _fail_at_chunk(monkeypatch, 3)  # the stored key (0) loses to the environment (3600)
+    assert main(["resume", str(out), "--quiet"]) == 1
+    assert _saved_chunks(out) == 6
+    _fail_at_chunk(monkeypatch, 3)  # the flag beats the environment
+    assert main(["resume", str(out), "--quiet", "--checkpoint-seconds", "0"]) == 1
+    assert _saved_chunks(out) == 8
 
 
 def test_failure_mid_run_leaves_a_resumable_checkpoint(tmp_path, monkeypatch):

@@ -15,7 +15,8 @@ def _resolved(raw):
 
 @pytest.fixture(scope="module")
 def sharded(tmp_path_factory):
-    """An unsharded F2 sweep and its three shards (one with another chunk size)."""
+    """An unsharded F2 sweep and its three shards (two with another chunk size and
+    checkpoint interval, which change no result)."""
     folder = tmp_path_factory.mktemp("shards")
     raw = f2_sweep(trajectories=1900, steps=60, chunk=512)
     whole = folder / "whole.h5"
@@ -24,6 +25,7 @@ def sharded(tmp_path_factory):
     for index in range(3):
         if index == 1:
             raw = f2_sweep(trajectories=1900, steps=60, chunk=256)  # chunk does not matter
+            raw["run"]["checkpoint_seconds"] = 5  # nor does the checkpoint interval
         path = folder / f"shard{index}.h5"
         sim.run_experiment(_resolved(raw), path, quiet=True, shard=(index, 3))
         shards.append(path)

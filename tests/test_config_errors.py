@@ -54,6 +54,10 @@ MALFORMED = [
     ("bool-for-int", experiment(run="[run]\ntrajectories = true\n"),
      ["[run] trajectories", "boolean"]),
     ("float-for-int", experiment(run="[run]\nsteps = 20.5\n"), ["[run] steps", "20.5"]),
+    ("negative-checkpoint-seconds", experiment(run=RUN + "checkpoint_seconds = -1\n"),
+     ["[run] checkpoint_seconds must be >= 0 (got -1.0)"]),
+    ("string-for-checkpoint-seconds", experiment(run=RUN + 'checkpoint_seconds = "60"\n'),
+     ["[run] checkpoint_seconds", "number"]),
     ("bool-for-float", experiment(dynamics='[dynamics]\nname = "gd"\nlr = true\n'),
      ["[dynamics] lr", "boolean"]),
     ("string-for-list", experiment(model='[model]\nname = "quadratic_finite_sum"\n'
@@ -256,6 +260,9 @@ def test_non_utf8_file(capsys, paths):
     (["--steps", str(2**32)], ["[run] steps"]),
     (["--trajectories", "0"], ["[run] trajectories"]),
     (["--chunk", "-5"], ["[run] chunk"]),
+    (["--checkpoint-seconds", "-1"], ["--checkpoint-seconds", "must be a number >= 0"]),
+    (["--checkpoint-seconds", "soon"], ["--checkpoint-seconds", "soon"]),
+    (["--checkpoint-seconds", "nan"], ["--checkpoint-seconds"]),
     (["--trajectories", "ten"], ["--trajectories", "ten"]),
     (["--backend", "gpu"], ["--backend", "gpu"]),
     (["--shard", "2/2"], ["--shard"]),
@@ -331,6 +338,7 @@ def test_unwritable_output_directory(capsys, tmp_path):
     (["info", "{tmp}/absent.h5"], "absent.h5: no such file"),
     (["info", "{tmp}/exp.toml"], "exp.toml: not a readable HDF5"),
     (["merge", "{tmp}/absent_0.h5", "-o", "{tmp}/out.h5"], "absent_0.h5: no such shard"),
+    (["resume", "{tmp}/out.h5", "--checkpoint-seconds", "-5"], "--checkpoint-seconds"),
     (["merge", "{tmp}/exp.toml", "{tmp}/exp.toml", "-o", "{tmp}/out.h5"], "given twice"),
 ])
 def test_bad_usage_exit_2(capsys, paths, argv, fragment):
@@ -426,7 +434,7 @@ def test_defaults_filled(paths):
     exp.write_text(MODEL + DYNAMICS)
     assert load_experiment(exp) == {
         "run": {"seed": 0, "trajectories": 1000, "steps": 1000, "dtype": "float64",
-                "backend": "auto", "chunk": 0},
+                "backend": "auto", "chunk": 0, "checkpoint_seconds": 60.0},
         "model": {"name": "quadratic_finite_sum", "curvatures": [4.0, 1.0],
                   "centers": [0.0, 0.0]},
         "dynamics": {"name": "sgd", "lr": 0.1, "batch_size": 1, "noise": "finite_sum"},
@@ -585,6 +593,25 @@ def test_run_calls_the_runner(capsys, paths, monkeypatch):
     assert resolved["run"]["backend"] == "numpy" and resolved["run"]["steps"] == 20
     assert kwargs == {"overwrite": False, "quiet": True, "shard": (1, 4), "source": str(exp)}
 
+
+
+def test_checkpoint_seconds_flag_reaches_the_runner(capsys, paths, monkeypatch):
+    exp, out = paths
+    exp.write_text(experiment(run=RUN + "checkpoint_seconds = 300\n"))
+    calls = []
+    fake = types.ModuleType("sim._runner")
+    fake.run_experiment = lambda *args, **kwargs: calls.append((args, kwargs))
+    monkeypatch.setitem(sys.modules, "sim._runner", fake)
+    code, _, err = run_cli(capsys, ["run", str(exp), "-o", str(out), "--quiet"])
+    assert code == 0, err
+    (resolved, _), kwargs = calls[-1]
+    assert resolved["run"]["checkpoint_seconds"] == 300.0 and "checkpoint_seconds" not in kwargs
+    code, _, err = run_cli(capsys, ["run", str(exp), "-o", str(out), "--quiet",
+                                    "--checkpoint-seconds", "0.5"])
+    assert code == 0, err
+    (resolved, _), kwargs = calls[-1]
+    # The flag is stored like any [run] flag, and passed on so that it beats the environment.
+    assert resolved["run"]["checkpoint_seconds"] == 0.5 and kwargs["checkpoint_seconds"] == 0.5
 
 def test_runner_failure_is_internal(capsys, paths, monkeypatch):
     exp, out = paths
