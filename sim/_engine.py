@@ -104,7 +104,6 @@ class Points:
             self.models.append(model)
         self.cache = {}
         self.compiled = set()
-        self.compile_seconds = 0.0
 
     def get(self, index):
         if index not in self.cache:

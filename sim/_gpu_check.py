@@ -16,6 +16,7 @@ them per process).
 """
 import concurrent.futures
 import copy
+import importlib
 import os
 import pathlib
 import time
@@ -360,7 +361,7 @@ def compare_outputs(device, cpu, dtype):
 def missing_tools():
     """What gpu-check lacks on this machine, in one sentence, or '' when nothing."""
     try:
-        import numba_cuda  # noqa: F401
+        importlib.import_module("numba_cuda")
     except ImportError:
         return "needs numba-cuda: pip install 'sgdsim[cuda]'"
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):

@@ -17,8 +17,7 @@ from ._config import ExperimentError
 from ._schema import VECTOR_MODELS, state_dimension
 
 __all__ = ["Plan", "make_plan", "sweep_points", "timeseries_steps", "shard_range",
-           "model_for", "check_capabilities", "configuration",
-           "HISTOGRAM_GROUPS", "AUTO_CHUNK", "state_dimension", "VECTOR_MODELS"]
+           "model_for", "check_capabilities", "configuration", "HISTOGRAM_GROUPS", "AUTO_CHUNK"]
 
 HISTOGRAM_GROUPS = 20
 # Automatic chunk size: trajectories per launch (a multiple of REDUCE_GROUP).

@@ -21,11 +21,10 @@ from ._checkpoint import Checkpoint
 from ._config import ExperimentError, resolve_experiment
 from ._engine import Points, Progress, device_name, execute, resolve_backend
 from ._mpi import run_mpi
-from ._plan import configuration, make_plan, shard_range, sweep_points, timeseries_steps
-from ._version import FORMAT, FORMAT_VERSION
+from ._plan import configuration, make_plan
+from ._version import FORMAT
 
-__all__ = ["run_experiment", "resume_run", "merge_shards", "resolve_backend", "sweep_points",
-           "timeseries_steps", "shard_range", "FORMAT", "FORMAT_VERSION"]
+__all__ = ["run_experiment", "resume_run", "merge_shards"]
 
 _configuration = configuration  # bench/peers.py uses the old private name
 

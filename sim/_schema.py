@@ -79,8 +79,6 @@ class Entry:
     notes: tuple = ()
 
 
-_FINITE_NUMBER = "a finite number"
-
 # [run]: how the experiment is executed. Not sweepable (see SWEEP_NOTES).
 RUN = {
     "seed": Key("int", 0, "Philox key of the whole run", minimum=0, below=2**64),
