@@ -253,16 +253,85 @@ print("ok")
                                        equal_nan=True, err_msg=key)
 
 
-def test_dimension_64_runs_in_thread_local_memory(tmp_path):
-    exp = regression(0.01, 1, steps=2000, trajectories=512)
+def regression_64(dynamics, steps, trajectories, init, observables):
+    """Least squares in d = 64 (128 samples): the state and tangent in thread-local memory."""
+    exp = regression(0.01, 1, steps=steps, trajectories=trajectories)
     exp["model"].update(features=64, samples=128, eigenvalues=[1.0] * 64)
-    exp["observables"] = {"lyapunov": {}, "timeseries": {"points": 5}}
+    exp["dynamics"] = dynamics
+    exp["init"] = init
+    exp["observables"] = observables
+    return exp
+
+
+def test_dimension_64_gradient_descent_follows_its_closed_form(tmp_path):
+    # GD on L = |A theta - b|^2 / (2n): theta_t = w + U diag((1 - lr h_k)^t) U^T (theta_0 - w),
+    # with H = A^T A / n = U diag(h) U^T and w = H^-1 A^T b / n. Every path, final state and
+    # ensemble moment is checked against it; theta_0 is read from the paths at step 0.
+    lr, steps, n = 0.2, 200, 64
+    exp = regression_64({"name": "gd", "lr": lr}, steps, n, {"normal": {"mean": 0.0, "std": 1.0}},
+                        {"paths": {"count": n, "every": 20}, "timeseries": {"points": 5},
+                         "lyapunov": {}})
     data = run_file(tmp_path, exp)
-    assert data["final/theta"].shape == (1, 512, 64)
-    assert data["timeseries/mean"].shape == (1, 5, 64)
-    # GD-like contraction: the top Lyapunov exponent is negative and finite.
+    a, b = regression_data(exp["model"])
+    hessian = a.T @ a / a.shape[0]
+    curvatures, basis = np.linalg.eigh(hessian)
+    w = np.linalg.solve(hessian, a.T @ b / a.shape[0])
+
+    def exact(theta_0, t):
+        return w + ((theta_0 - w) @ basis * (1.0 - lr * curvatures) ** t) @ basis.T
+
+    path_steps, paths = data["paths/steps"], data["paths/theta"][0]       # [n, K, 64]
+    assert path_steps[0] == 0 and path_steps[-1] == steps
+    theta_0 = paths[:, 0]
+    assert abs(theta_0.mean()) < 5 / np.sqrt(theta_0.size)                # N(0, 1) draws
+    assert abs(theta_0.var() - 1.0) < 5 * np.sqrt(2.0 / theta_0.size)
+    for k, t in enumerate(path_steps):
+        np.testing.assert_allclose(paths[:, k], exact(theta_0, t), rtol=1e-9, atol=1e-11,
+                                   err_msg=f"step {t}")
+    np.testing.assert_allclose(data["final/theta"][0], exact(theta_0, steps), rtol=1e-9,
+                               atol=1e-11)
+    assert np.abs(data["final/theta"][0] - w).max() > 0.01    # still on the way: not just w
+    for k, t in enumerate(data["timeseries/steps"]):
+        ensemble = exact(theta_0, t)
+        np.testing.assert_allclose(data["timeseries/mean"][0, k], ensemble.mean(axis=0),
+                                   rtol=1e-9, atol=1e-11, err_msg=f"step {t}")
+        np.testing.assert_allclose(data["timeseries/var"][0, k], ensemble.var(axis=0),
+                                   rtol=1e-8, atol=1e-11, err_msg=f"step {t}")
+    # The tangent map is I - lr H at every step: |J v| / |v| lies between its smallest and
+    # largest singular values (to the central difference's rounding).
+    factors = np.abs(1.0 - lr * curvatures)
     rate = data["lyapunov/log_growth"][0] / data["lyapunov/steps"][0]
-    assert np.all(np.isfinite(rate)) and rate.mean() < 0
+    assert np.all(rate <= np.log(factors.max()) + 1e-6)
+    assert np.all(rate >= np.log(factors.min()) - 1e-6)
+
+
+def test_dimension_64_sgd_mean_follows_gradient_descent(tmp_path):
+    # E theta_t of SGD is the GD iterate: E[a_z a_z^T] = H and E[a_z b_z] = A^T b / n, and z_t
+    # is independent of theta_t, so E theta_t = w - (I - lr H)^t w from theta_0 = 0.
+    # Each coordinate's ensemble mean is within 5 standard errors of it.
+    lr, steps, n = 0.01, 2000, 512
+    exp = regression_64({"name": "sgd", "lr": lr, "batch_size": 1}, steps, n, {"value": 0.0},
+                        {"lyapunov": {}, "timeseries": {"points": 5}})
+    data = run_file(tmp_path, exp)
+    assert data["final/theta"].shape == (1, n, 64)
+    a, b = regression_data(exp["model"])
+    hessian = a.T @ a / a.shape[0]
+    curvatures, basis = np.linalg.eigh(hessian)
+    w = np.linalg.solve(hessian, a.T @ b / a.shape[0])
+    recorded = data["timeseries/steps"]
+    assert recorded[0] == 0 and np.all(data["timeseries/mean"][0, 0] == 0.0)
+    assert np.all(data["timeseries/var"][0, 1:] > 0)     # the sampled batches spread the ensemble
+    for k, t in enumerate(recorded[1:], start=1):
+        expected = w - basis @ ((1.0 - lr * curvatures) ** t * (basis.T @ w))
+        se = np.sqrt(data["timeseries/var"][0, k] / n)
+        z = (data["timeseries/mean"][0, k] - expected) / se
+        assert np.all(np.abs(z) < 5), (t, np.abs(z).max())
+    # Each step's tangent map I - lr a_z a_z^T has singular values 1 and |1 - lr |a_z|^2| <= 1:
+    # the exponent is at most 0, and below it on average (the steps contract).
+    rate = data["lyapunov/log_growth"][0] / data["lyapunov/steps"][0]
+    assert np.all(np.abs(1.0 - lr * (a * a).sum(axis=1)) <= 1.0)     # the bound's premise
+    assert np.all(rate <= 1e-6)
+    assert rate.mean() + 5 * rate.std(ddof=1) / np.sqrt(n) < 0
 
 
 def test_disk_cache_keeps_kernels_of_different_shapes_apart(tmp_path):
