@@ -83,13 +83,31 @@ def f2(lr, steps=400, trajectories=4000):
 
 
 def test_f2_lyapunov_exponent_positive(tmp_path):
-    data = run_file(tmp_path, f2(0.15))
-    per_step = data["lyapunov/log_growth"][0] / data["lyapunov/steps"][0]
-    exact = 0.5 * math.log(1.7 * 0.7)
-    assert exact == pytest.approx(0.0870, abs=5e-5)
-    se = per_step.std(ddof=1) / math.sqrt(per_step.size)
+    # Each step multiplies theta and the tangent by 1 - 0.15 h_z: -1.7 (z = 0) or 0.7 (z = 1).
+    # After T steps with K picks of sample 0, log_growth = K ln 1.7 + (T - K) ln 0.7 and
+    # theta_T = (-1.7)^K 0.7^(T - K) exactly, with K ~ Binomial(T, 1/2).
+    steps = 400
+    data = run_file(tmp_path, f2(0.15, steps=steps))
+    growth = data["lyapunov/log_growth"][0]
+    assert (data["lyapunov/steps"][0] == steps).all()
+    up, down = math.log(1.7), math.log(0.7)
+    picks = (growth - steps * down) / (up - down)
+    k = np.round(picks)
+    np.testing.assert_allclose(picks, k, rtol=0, atol=1e-9)      # on the lattice, to rounding
+    np.testing.assert_allclose(data["final/theta"][0, :, 0],
+                               (-1.7) ** k * 0.7 ** (steps - k), rtol=1e-10)
+    # K against Binomial(T, 1/2): mean T/2, variance s^2 = T/4, fourth central moment
+    # 3 s^4 + s^2 (1 - 6 pq) = 3 s^4 - s^2 / 2.
+    n, var_k = k.size, steps / 4
+    assert abs(k.mean() - steps / 2) < 5 * math.sqrt(var_k / n)
+    fourth = 3 * var_k**2 - 0.5 * var_k
+    assert abs(k.var() - var_k) < 5 * math.sqrt((fourth - var_k**2) / n)
+    # The exponent: E ln|1 - lr h| = (ln 1.7 + ln 0.7) / 2, SE from the exact Binomial spread.
+    per_step = growth / steps
+    exact = 0.5 * (up + down)
+    se = (up - down) / (2 * math.sqrt(steps * n))
     assert abs(per_step.mean() - exact) < 5 * se
-    assert per_step.mean() > 0
+    assert per_step.mean() - 5 * se > 0                          # positive, significantly
 
 
 def test_f2_lyapunov_exact_at_lr_0_1(tmp_path):
