@@ -97,10 +97,11 @@ class SgdsimWorkload:
         self.d = kernels.dynamics_params(resolved["dynamics"])
         self.conf_i, self.conf_f = _configuration(resolved["observables"], trajectories)
         self.kernel = kernels.get_kernel(backend, self.model, resolved["dynamics"], self.dtype)
-        self.x0 = kernels.initial_state(resolved["init"], 0, trajectories, seed, self.dtype)
+        self.x0 = kernels.initial_state(resolved["init"], 0, trajectories, seed, self.dtype,
+                                        self.model.dim)
         self.boundaries = np.zeros(0)
         self.ts_steps = np.zeros(0, dtype=np.int64)
-        self.paths = np.zeros((0, steps + 1), dtype=self.dtype)
+        self.paths = np.zeros((0, steps + 1, self.model.dim), dtype=self.dtype)
         self.last_kernel_seconds = None
 
     def compile(self):

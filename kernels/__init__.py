@@ -2,21 +2,23 @@
 
 Everything physical is written once as plain Python and compiled by numba for
 the CPU, by numba-cuda for the GPU, and run as-is on numpy arrays for the
-reference backend.
+reference backend. Every model is d-dimensional (a 1-D model is d = 1); one
+kernel template per backend is specialised for each (model, dynamics,
+observables) combination.
 """
 from ._cuda import cuda_usable
-from ._dynamics import DYNAMICS, dynamics_params, make_advance
-from ._launch import ChunkKernel, KernelCompileError, compiled_count, get_kernel, initial_state, seed_key
-from ._models import BUILTIN_MODELS, MAX_COEFFICIENTS, Model, builtin_model, user_model
+from ._dynamics import DYNAMICS, TWO_SCALE_DYNAMICS, dynamics_params, make_step
+from ._launch import ChunkKernel, KernelCompileError, get_kernel, initial_state, seed_key
+from ._models import (
+    BUILTIN_MODELS, MAX_COEFFICIENTS, Model, builtin_model, linear_regression_data, user_model,
+)
 from ._observe import REDUCE_GROUP
-from ._vector_dynamics import VECTOR_DYNAMICS, vector_dynamics_params
-from ._vector_models import VECTOR_MODELS, VectorModel, linear_regression_data, vector_model
 from ._philox import normal_pair, philox4x32, step_block, uniform01, uniform_index
 
 __all__ = [
-    "BUILTIN_MODELS", "ChunkKernel", "KernelCompileError", "DYNAMICS", "MAX_COEFFICIENTS", "Model", "REDUCE_GROUP",
-    "builtin_model", "compiled_count", "cuda_usable", "dynamics_params", "get_kernel",
-    "initial_state", "make_advance", "normal_pair", "philox4x32", "seed_key", "step_block",
-    "uniform01", "uniform_index", "user_model", "VECTOR_DYNAMICS", "VECTOR_MODELS",
-    "VectorModel", "linear_regression_data", "vector_dynamics_params", "vector_model",
+    "BUILTIN_MODELS", "ChunkKernel", "KernelCompileError", "DYNAMICS", "MAX_COEFFICIENTS",
+    "Model", "REDUCE_GROUP", "TWO_SCALE_DYNAMICS", "builtin_model", "cuda_usable",
+    "dynamics_params", "get_kernel", "initial_state", "linear_regression_data", "make_step",
+    "normal_pair", "philox4x32", "seed_key", "step_block", "uniform01", "uniform_index",
+    "user_model",
 ]

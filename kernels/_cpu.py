@@ -1,51 +1,40 @@
-"""The fused CPU kernel: numba, parallel over groups of trajectories.
+"""The CPU kernel template: numba, parallel over groups of trajectories.
 
 Each parallel task takes one reduction group (REDUCE_GROUP trajectories) and
-walks it in blocks of LANES trajectories. A block's states live in small
-lane arrays for all T steps. Every step runs one branch-free loop over the
-lanes that LLVM vectorises: the update (Philox and the normal transform
-included), the commit of running lanes and the flags of the rare events
-(divergence, first passage). Only flagged lanes, and observables that are due
-at this step (histogram, occupancy, timeseries, paths), take scalar loops. Nothing per step is stored in memory.
+walks it in blocks of ``lanes`` trajectories whose states live in small
+[d, lanes] arrays for all T steps. For a small state (d <= LANE_DIM) a block
+is 64 lanes, and every step runs one branch-free loop over the lanes that LLVM
+vectorises: the update (Philox and the normal transform included), the commit
+of running lanes, the flags of the rare events (divergence, first passage) and
+the tangent growth. Only flagged lanes, and observables that are due at this
+step (histogram, occupancy, timeseries, paths), take scalar loops. A larger
+state takes one trajectory at a time (lanes = 1), the same template. Nothing
+per step is stored in memory.
 
-The tangent growth is kept as a running product of |d theta_t/d theta_{t-1}|
-folded into the log sum whenever it leaves [2**-500, 2**500] (and at the
-end), so no libm log is called per step; the sum equals the per-step sum of
-logs up to rounding.
+The tangent growth is kept as a running product of |J v| folded into the log
+sum whenever it leaves [2**-500, 2**500] (and at the end), so no libm log is
+called per step; the sum equals the per-step sum of logs up to rounding.
 """
 import math
 
 import numba
 import numpy as np
 
+from ._dynamics import renormaliser
 from ._jit import jitable
 from ._observe import (
-    F_DIV_THRESHOLD, F_FP_LEVEL, FP_ABOVE, FP_BELOW, I_FP_MODE, I_FP_STOP,
-    I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP,
-    TS_COUNT, TS_LOSS, TS_STATE, batch_group, histogram_bin, region,
+    F_DIV_THRESHOLD, F_FP_LEVEL, FP_ABOVE, FP_BELOW, I_COORD, I_FP_MODE, I_FP_STOP,
+    I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP,
+    TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group, histogram_bin, region,
+    no_error, watched,
 )
 
-__all__ = ["make_cpu_kernel", "LANES"]
+__all__ = ["make_cpu_kernel", "LANES", "LANE_DIM"]
 
 LANES = 64
-_BLOCKS = REDUCE_GROUP // LANES
+LANE_DIM = 1           # states up to this dimension run 64 lanes at a time
 _FOLD_HI = 2.0**500
 _FOLD_LO = 2.0**-500
-
-
-@jitable(inline=True)
-def _commit(lane, x, x_next, running, unpassed, flag, threshold, sign, signed_level):
-    """Commit lane's update if it is running (rounded to the state dtype through
-    x_next) and flag its events: 2 diverged, 1 first passage, 0 none. Branch-free,
-    so the lane loops that call it vectorise."""
-    r = running[lane]
-    value = x_next[lane] if r != 0 else x[lane]
-    x[lane] = value
-    bad = np.int64(not (abs(value) <= threshold))
-    hit = unpassed[lane] * np.int64(sign * value >= signed_level)
-    f = r * (bad * 2 + hit)
-    flag[lane] = f
-    return f
 
 
 def compile_cpu(kernel, name, cache):
@@ -60,122 +49,194 @@ def compile_cpu(kernel, name, cache):
     return numba.njit(parallel=True, error_model="numpy", cache=cache)(kernel)
 
 
-def make_cpu_kernel(advance, loss, cache=False, split_update=False, name="sgdsim_kernel"):
-    """Compile the chunk kernel for one (model, dynamics) pair on the CPU.
+def _committer(dim):
+    @jitable(inline=True)
+    def commit(th, nxt, lane, running, unpassed, flag, threshold, sign, signed_level, coord):
+        """Commit lane's update if it is running (rounded to the state dtype) and flag its
+        events: 2 diverged, 1 first passage, 0 none. Branch-free, so the lane loops that
+        call it vectorise."""
+        r = running[lane]
+        finite = True
+        for k in range(dim):
+            value = nxt[k, lane] if r != 0 else th[k, lane]
+            th[k, lane] = value
+            finite = finite and math.isfinite(th[k, lane])
+        x = watched(th, lane, coord)
+        bad = np.int64(not (finite and abs(x) <= threshold))
+        hit = unpassed[lane] * np.int64(sign * x >= signed_level)
+        f = r * (bad * 2 + hit)
+        flag[lane] = f
+        return f
+
+    return commit
+
+
+def make_recorder(model):
+    """record(ts_partial, group, k, th, lane, p, eps): add lane's state at recorded step k
+    to its group's timeseries sums (columns as kernels._observe TS_*)."""
+    loss = model.loss
+    tracking_error = model.tracking_error or no_error
+    slow_error = model.slow_error or no_error
+    two_scale = model.x_dim > 0
+
+    @jitable
+    def record(ts_partial, group, k, th, lane, p, eps):
+        ts_partial[group, k, TS_COUNT] += 1.0
+        ts_partial[group, k, TS_LOSS] += loss(th, lane, p)
+        if two_scale:
+            ts_partial[group, k, TS_TRACKING] += tracking_error(th, lane, p, eps)
+            ts_partial[group, k, TS_SLOW] += slow_error(th, lane, p, eps)
+        for c in range(th.shape[0]):
+            value = np.float64(th[c, lane])
+            ts_partial[group, k, TS_STATE + 2 * c] += value
+            ts_partial[group, k, TS_STATE + 2 * c + 1] += value * value
+
+    return record
+
+
+def make_cpu_kernel(rule, model, cache=False, split_update=False, tangent=False,
+                    name="sgdsim_kernel"):
+    """Compile the chunk kernel of one model and dynamics rule for the CPU.
+
+    ``rule`` is the (update, tangent_map) pair of kernels._dynamics.make_rule.
 
     ``split_update`` puts the update in a loop of its own, apart from the
-    bookkeeping: an update that gathers from the parameter vector (a random
-    sample's curvature) next to the bookkeeping's stores does not vectorise
-    fused, and does split (1.7x on SGD over quadratic_finite_sum); a fused
-    loop is 2-3x faster for every other update.
+    commit: an update that gathers from the parameter vector (a random
+    sample's curvature) next to the commit's stores does not vectorise fused,
+    and does split (1.7x on SGD over quadratic_finite_sum); a fused loop is
+    2-3x faster for every other update. ``tangent`` compiles the Lyapunov
+    tangent in.
 
-    Signature of the returned function (all outputs preallocated; see
-    kernels.ChunkKernel.run for shapes):
+    Signature (all outputs preallocated; see kernels.ChunkKernel.run for shapes):
     kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
            boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
            lyap_steps, occupancy, hist, ts_partial, paths)
     """
+    dim, m = model.dim, model.x_dim
+    lanes_per_block = LANES if dim <= LANE_DIM else 1
+    blocks = REDUCE_GROUP // lanes_per_block
+    aux_rows = 1
+    two_scale = m > 0
+    # Plain booleans, so numba prunes the branch not taken before it inlines the step:
+    # one copy of the step in the kernel, not one per variant (compile time).
+    split = bool(split_update and not tangent)
+    commit = _committer(dim)
+    update, tangent_map = rule
+    renormalise = renormaliser(dim)
+    _record = make_recorder(model)
 
     def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
                boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
                lyap_steps, occupancy, hist, ts_partial, paths):
+        L = lanes_per_block
         n = x_init.shape[0]
         n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
         n_ts = ts_steps.shape[0]
         occ_on = occupancy.shape[0] > 0
         n_regions = max(occupancy.shape[1], 1)
-        lyap_on = conf_i[I_LYAP_ON] != 0
         stop_on_pass = conf_i[I_FP_STOP] != 0
         path_count = conf_i[I_PATH_COUNT]
         path_every = conf_i[I_PATH_EVERY]
         hist_on = conf_i[I_HIST_ON] != 0
         burn_in = conf_i[I_HIST_BURN]
         thin = conf_i[I_HIST_THIN]
+        coord = conf_i[I_COORD]
         threshold = conf_f[F_DIV_THRESHOLD]
+        eps = p[1] if two_scale else 1.0
         # First passage as one comparison: sign * x >= sign * level (never true when off).
         mode = conf_i[I_FP_MODE]
         sign = 1.0 if mode == FP_ABOVE else (-1.0 if mode == FP_BELOW else 0.0)
         signed_level = sign * conf_f[F_FP_LEVEL] if mode != 0 else 1.0
         for group in numba.prange(n_groups):
             thread = numba.get_thread_id()
-            for block in range(_BLOCKS):
-                base = group * REDUCE_GROUP + block * LANES
+            th = np.zeros((dim, L), dtype=x_init.dtype)
+            nxt = np.zeros((dim, L))
+            aux = np.zeros((aux_rows, L))
+            nxt_aux = np.zeros((aux_rows, L))
+            v = np.zeros((dim, L))
+            buf = np.zeros((3 * dim, L))
+            running = np.zeros(L, dtype=np.int64)
+            unpassed = np.ones(L, dtype=np.int64)
+            flag = np.zeros(L, dtype=np.int64)
+            first = np.full(L, -1, dtype=np.int64)
+            div = np.full(L, -1, dtype=np.int64)
+            growth = np.zeros(L)
+            product = np.ones(L)
+            grown = np.zeros(L, dtype=np.int64)
+            occ = np.zeros((L, n_regions), dtype=np.int64)
+            for block in range(blocks):
+                base = group * REDUCE_GROUP + block * L
                 if base >= n:
                     break
-                lanes = min(LANES, n - base)
+                lanes = min(L, n - base)
                 paths_here = i_first + base < path_count
-                x = np.zeros(LANES, dtype=x_init.dtype)
-                x_next = np.zeros(LANES, dtype=x_init.dtype)
-                running = np.zeros(LANES, dtype=np.int64)
-                unpassed = np.ones(LANES, dtype=np.int64)
-                flag = np.zeros(LANES, dtype=np.int64)
-                first = np.full(LANES, -1, dtype=np.int64)
-                div = np.full(LANES, -1, dtype=np.int64)
-                growth = np.zeros(LANES)
-                product = np.ones(LANES)
-                grown = np.zeros(LANES, dtype=np.int64)
-                occ = np.zeros((LANES, n_regions), dtype=np.int64)
-                for lane in range(lanes):
-                    x[lane] = x_init[base + lane]
-                    running[lane] = 1
+                for lane in range(L):
+                    running[lane] = 1 if lane < lanes else 0
+                    unpassed[lane] = 1
+                    first[lane] = -1
+                    div[lane] = -1
+                    growth[lane] = 0.0
+                    product[lane] = 1.0
+                    grown[lane] = 0
+                    for k in range(dim):
+                        th[k, lane] = x_init[base + lane, k] if lane < lanes else 0.0
+                        v[k, lane] = 1.0 / math.sqrt(dim)
+                    for r in range(n_regions):
+                        occ[lane, r] = 0
                 g0 = np.uint64(g_first + base)
                 next_ts = 0
                 if n_ts > 0 and ts_steps[0] == 0:
                     for lane in range(lanes):
-                        value = np.float64(x[lane])
-                        ts_partial[group, 0, TS_COUNT] += 1.0
-                        ts_partial[group, 0, TS_LOSS] += loss(value, p)
-                        ts_partial[group, 0, TS_STATE] += value
-                        ts_partial[group, 0, TS_STATE + 1] += value * value
+                        _record(ts_partial, group, 0, th, lane, p, eps)
                     next_ts = 1
                 if paths_here:
                     for lane in range(lanes):
                         if i_first + base + lane < path_count:
-                            paths[i_first + base + lane, 0] = x[lane]
+                            for k in range(dim):
+                                paths[i_first + base + lane, 0, k] = th[k, lane]
                 for t in range(1, steps + 1):
                     tu = np.uint64(t)
                     # 1. One vectorised, branch-free loop over all lanes: the update (finished
-                    #    lanes are computed and discarded), the commit of running lanes
-                    #    (rounded to the state dtype through x_next), the event flags
-                    #    (2: diverged, 1: first passage) and the tangent product. Two variants
-                    #    so that the loop without the tangent carries no test of lyap_on.
+                    #    lanes are computed and discarded), the commit of running lanes,
+                    #    the event flags and the tangent product.
                     events = 0
                     folds = 0
-                    if lyap_on:
-                        for lane in range(LANES):
-                            xn, jn = advance(x[lane], g0 + np.uint64(lane), tu, key_lo, key_hi,
-                                             p, d)
-                            x_next[lane] = xn
-                            f = _commit(lane, x, x_next, running, unpassed, flag, threshold,
-                                        sign, signed_level)
+                    if split:
+                        for lane in range(L):
+                            update(th, aux, nxt, nxt_aux, buf, lane, g0 + np.uint64(lane), tu,
+                                   key_lo, key_hi, p, d)
+                        for lane in range(L):
+                            f = commit(th, nxt, lane, running, unpassed, flag, threshold,
+                                       sign, signed_level, coord)
+                            events |= f
+                    elif tangent:
+                        for lane in range(L):
+                            g = g0 + np.uint64(lane)
+                            extra = update(th, aux, nxt, nxt_aux, buf, lane, g, tu, key_lo,
+                                           key_hi, p, d)
+                            tangent_map(th, aux, v, buf, lane, g, tu, key_lo, key_hi, p, d,
+                                        extra)
+                            norm = renormalise(v, lane)
+                            f = commit(th, nxt, lane, running, unpassed, flag, threshold,
+                                       sign, signed_level, coord)
                             events |= f
                             counts = running[lane] * np.int64(f < 2)
-                            product[lane] *= abs(jn) if counts != 0 else 1.0
+                            product[lane] *= norm if counts != 0 else 1.0
                             grown[lane] += counts
                             folds |= np.int64(not (_FOLD_LO <= product[lane] <= _FOLD_HI))
-                    elif split_update:
-                        for lane in range(LANES):
-                            xn, jn = advance(x[lane], g0 + np.uint64(lane), tu, key_lo, key_hi,
-                                             p, d)
-                            x_next[lane] = xn
-                        for lane in range(LANES):
-                            f = _commit(lane, x, x_next, running, unpassed, flag, threshold,
-                                        sign, signed_level)
-                            events |= f
                     else:
-                        for lane in range(LANES):
-                            xn, jn = advance(x[lane], g0 + np.uint64(lane), tu, key_lo, key_hi,
-                                             p, d)
-                            x_next[lane] = xn
-                            f = _commit(lane, x, x_next, running, unpassed, flag, threshold,
-                                        sign, signed_level)
+                        for lane in range(L):
+                            update(th, aux, nxt, nxt_aux, buf, lane, g0 + np.uint64(lane), tu,
+                                   key_lo, key_hi, p, d)
+                            f = commit(th, nxt, lane, running, unpassed, flag, threshold,
+                                       sign, signed_level, coord)
                             events |= f
                     if folds != 0:
-                        for lane in range(LANES):
+                        for lane in range(L):
                             if not (_FOLD_LO <= product[lane] <= _FOLD_HI):
                                 growth[lane] += math.log(product[lane])
                                 product[lane] = 1.0
-                    # 3. Rare events, scalar: divergence stops at once, first passage is noted.
+                    # 2. Rare events, scalar: divergence stops at once, first passage is noted.
                     stopping = False
                     if events != 0:
                         for lane in range(lanes):
@@ -186,32 +247,30 @@ def make_cpu_kernel(advance, loss, cache=False, split_update=False, name="sgdsim
                                 first[lane] = t
                                 unpassed[lane] = 0
                                 stopping = stopping or stop_on_pass
-                    # 4. Observables due at this step, for lanes still running.
+                    # 3. Observables due at this step, for lanes still running.
                     if hist_on and t >= burn_in and (t - burn_in) % thin == 0:
                         for lane in range(lanes):
                             if running[lane] != 0:
-                                slot = histogram_bin(x[lane], t, conf_i, conf_f)
                                 batch = batch_group(i_first + base + lane, conf_i)
-                                hist[thread, batch, slot] += 1
+                                for k in range(dim):
+                                    slot = histogram_bin(th[k, lane], t, conf_i, conf_f)
+                                    hist[thread, batch, k, slot] += 1
                     if occ_on:
                         for lane in range(lanes):
                             if running[lane] != 0:
-                                occ[lane, region(x[lane], boundaries)] += 1
+                                occ[lane, region(watched(th, lane, coord), boundaries)] += 1
                     if next_ts < n_ts and ts_steps[next_ts] == t:
                         for lane in range(lanes):
                             if running[lane] != 0:
-                                value = np.float64(x[lane])
-                                ts_partial[group, next_ts, TS_COUNT] += 1.0
-                                ts_partial[group, next_ts, TS_LOSS] += loss(value, p)
-                                ts_partial[group, next_ts, TS_STATE] += value
-                                ts_partial[group, next_ts, TS_STATE + 1] += value * value
+                                _record(ts_partial, group, next_ts, th, lane, p, eps)
                         next_ts += 1
                     if paths_here and t % path_every == 0:
                         for lane in range(lanes):
                             i = i_first + base + lane
                             if running[lane] != 0 and i < path_count:
-                                paths[i, t // path_every] = x[lane]
-                    # 5. A first passage with stop ends the trajectory after step t is recorded.
+                                for k in range(dim):
+                                    paths[i, t // path_every, k] = th[k, lane]
+                    # 4. A first passage with stop ends the trajectory after step t is recorded.
                     if stopping:
                         for lane in range(lanes):
                             if flag[lane] == 1:
@@ -224,13 +283,15 @@ def make_cpu_kernel(advance, loss, cache=False, split_update=False, name="sgdsim
                             break
                 for lane in range(lanes):
                     j = base + lane
-                    x_final[j] = x[lane]
+                    for k in range(dim):
+                        x_final[j, k] = th[k, lane]
                     fp_steps[j] = first[lane]
                     div_steps[j] = div[lane]
                     log_growth[j] = growth[lane] + math.log(product[lane])
                     lyap_steps[j] = grown[lane]
                     if occ_on:
-                        for k in range(occupancy.shape[1]):
-                            occupancy[j, k] = occ[lane, k]
+                        for r in range(occupancy.shape[1]):
+                            occupancy[j, r] = occ[lane, r]
 
     return compile_cpu(kernel, name, cache)
+

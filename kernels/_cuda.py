@@ -1,9 +1,12 @@
-"""The fused CUDA kernel: numba-cuda, one thread per trajectory.
+"""The CUDA kernel template: numba-cuda, one thread per trajectory.
 
-A thread block is one reduction group (REDUCE_GROUP trajectories), so the
-timeseries sums are reduced in shared memory in a fixed tree order and
-written once per block and recorded step. State stays in registers for all
-T steps; histograms go to global memory with integer atomics (exact, so
+A thread's state, auxiliary buffers, tangent vector and scratch are
+thread-local [rows, 1] arrays (lane 0 of kernels._models' layout) whose sizes
+are compile-time constants, so for a small state they live in registers for
+all T steps. A thread block is one reduction group (REDUCE_GROUP
+trajectories): the timeseries sums are reduced column by column through one
+shared buffer in a fixed tree order and written once per block and recorded
+step. Histograms go to global memory with integer atomics (exact, so
 order-independent). Runs on a GPU, or on the CPU under
 ``NUMBA_ENABLE_CUDASIM=1`` for tests.
 """
@@ -18,8 +21,9 @@ except ImportError:  # pragma: no cover - depends on the install
     cuda = None
 
 from ._observe import (
-    I_FP_STOP, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP, TS_COUNT,
-    TS_LOSS, TS_STATE, batch_group, diverged, histogram_bin, passed, region,
+    F_DIV_THRESHOLD, I_COORD, I_FP_STOP, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP, TS_COUNT,
+    TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group, histogram_bin, passed, region,
+    no_error, watched,
 )
 
 __all__ = ["make_cuda_kernel", "cuda_usable"]
@@ -38,9 +42,30 @@ def cuda_usable():
         return False
 
 
-def make_cuda_kernel(advance, loss, dtype):
+def make_cuda_kernel(step, model, dtype, tangent=False):
     """Compile the chunk kernel (same signature as the CPU one) for CUDA."""
+    dim, m = model.dim, model.x_dim
+    loss = model.loss
+    tracking_error = model.tracking_error or no_error
+    slow_error = model.slow_error or no_error
+    two_scale = m > 0
     state_type = numba.from_dtype(np.dtype(dtype))
+    aux_rows = 1
+    buf_rows = 3 * dim      # local array shapes must be compile-time constants
+
+    @cuda.jit(device=True)
+    def reduce_column(shared, lane, value, ts_partial, group, k, column):
+        shared[lane] = value
+        cuda.syncthreads()
+        stride = REDUCE_GROUP // 2
+        while stride > 0:
+            if lane < stride:
+                shared[lane] += shared[lane + stride]
+            cuda.syncthreads()
+            stride //= 2
+        if lane == 0:
+            ts_partial[group, k, column] = shared[0]
+        cuda.syncthreads()
 
     @cuda.jit
     def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
@@ -51,94 +76,99 @@ def make_cuda_kernel(advance, loss, dtype):
         group = cuda.blockIdx.x
         j = group * REDUCE_GROUP + lane
         inside = j < n
-        partial = cuda.shared.array((REDUCE_GROUP, 6), numba.float64)
-        rounded = cuda.local.array(1, state_type)
+        shared = cuda.shared.array(REDUCE_GROUP, numba.float64)
+        th = cuda.local.array((dim, 1), state_type)
+        nxt = cuda.local.array((dim, 1), numba.float64)
+        aux = cuda.local.array((aux_rows, 1), numba.float64)
+        nxt_aux = cuda.local.array((aux_rows, 1), numba.float64)
+        v = cuda.local.array((dim, 1), numba.float64)
+        buf = cuda.local.array((buf_rows, 1), numba.float64)
         n_ts = ts_steps.shape[0]
         occ_on = occupancy.shape[0] > 0
-        lyap_on = conf_i[I_LYAP_ON] != 0
         stop_on_pass = conf_i[I_FP_STOP] != 0
         path_count = conf_i[I_PATH_COUNT]
         path_every = conf_i[I_PATH_EVERY]
+        coord = conf_i[I_COORD]
+        threshold = conf_f[F_DIV_THRESHOLD]
+        eps = p[1] if two_scale else 1.0
         i = i_first + j
         g = np.uint64(g_first) + np.uint64(j)
-        x = x_init[j] if inside else x_init[0]
+        row = j if inside else 0
+        for k in range(dim):
+            th[k, 0] = x_init[row, k]
+            v[k, 0] = 1.0 / math.sqrt(dim)
+        aux[0, 0] = 0.0
         running = inside
         first = -1
         div = -1
         growth = 0.0
         grown = 0
-        if inside and i < path_count:
-            paths[i, 0] = x
         next_ts = 0
-        if n_ts > 0 and ts_steps[0] == 0:
-            _stage(partial, lane, np.float64(x), p, inside)
-            _reduce(partial, lane, ts_partial, group, 0)
-            next_ts = 1
-        for t in range(1, steps + 1):
-            record_ts = next_ts < n_ts and ts_steps[next_ts] == t
-            contributes = False
-            if running:
-                xn, jn = advance(x, g, np.uint64(t), key_lo, key_hi, p, d)
-                rounded[0] = xn
-                x = rounded[0]
-                if diverged(x, conf_f):
+        if inside and i < path_count:
+            for k in range(dim):
+                paths[i, 0, k] = th[k, 0]
+        for t in range(0, steps + 1):
+            contributes = running
+            if t > 0 and running:
+                norm = step(th, aux, v, nxt, nxt_aux, buf, 0, g, np.uint64(t), key_lo, key_hi,
+                            p, d)
+                finite = True
+                for k in range(dim):
+                    th[k, 0] = nxt[k, 0]
+                    finite = finite and math.isfinite(th[k, 0])
+                for k in range(aux_rows):
+                    aux[k, 0] = nxt_aux[k, 0]
+                value = watched(th, 0, coord)
+                if not (finite and abs(value) <= threshold):
                     div = t
                     running = False
+                    contributes = False
                 else:
-                    if lyap_on:
-                        growth += math.log(abs(jn))
+                    if tangent:
+                        growth += math.log(norm)
                         grown += 1
-                    stop = False
-                    if first < 0 and passed(x, conf_i, conf_f):
+                    if first < 0 and passed(value, conf_i, conf_f):
                         first = t
-                        stop = stop_on_pass
-                    slot = histogram_bin(x, t, conf_i, conf_f)
-                    if slot >= 0:
-                        cuda.atomic.add(hist, (0, batch_group(i, conf_i), slot), 1)
+                        if stop_on_pass:
+                            running = False
+                    batch = batch_group(i, conf_i)
+                    for k in range(dim):
+                        slot = histogram_bin(th[k, 0], t, conf_i, conf_f)
+                        if slot >= 0:
+                            cuda.atomic.add(hist, (0, batch, k, slot), 1)
                     if occ_on:
-                        occupancy[j, region(x, boundaries)] += 1
+                        occupancy[j, region(value, boundaries)] += 1
                     if i < path_count and t % path_every == 0:
-                        paths[i, t // path_every] = x
-                    contributes = True
-                    if stop:
-                        running = False
-            if record_ts:
-                _stage(partial, lane, np.float64(x), p, contributes)
-                _reduce(partial, lane, ts_partial, group, next_ts)
+                        for k in range(dim):
+                            paths[i, t // path_every, k] = th[k, 0]
+            if next_ts < n_ts and ts_steps[next_ts] == t:
+                # Column by column (kernels._observe TS_*), each value computed where it is
+                # reduced: no per-thread array of columns, so the state stays in registers.
+                count = 1.0 if contributes else 0.0
+                reduce_column(shared, lane, count, ts_partial, group, next_ts, TS_COUNT)
+                value = loss(th, 0, p) if contributes else 0.0
+                reduce_column(shared, lane, value, ts_partial, group, next_ts, TS_LOSS)
+                tracking = 0.0
+                slow = 0.0
+                if two_scale and contributes:
+                    tracking = tracking_error(th, 0, p, eps)
+                    slow = slow_error(th, 0, p, eps)
+                reduce_column(shared, lane, tracking, ts_partial, group, next_ts, TS_TRACKING)
+                reduce_column(shared, lane, slow, ts_partial, group, next_ts, TS_SLOW)
+                for k in range(dim):
+                    x = np.float64(th[k, 0]) if contributes else 0.0
+                    reduce_column(shared, lane, x, ts_partial, group, next_ts, TS_STATE + 2 * k)
+                    reduce_column(shared, lane, x * x, ts_partial, group, next_ts,
+                                  TS_STATE + 2 * k + 1)
                 next_ts += 1
             if t % _EXIT_CHECK == 0 and cuda.syncthreads_or(np.int32(running)) == 0:
                 break
         if inside:
-            x_final[j] = x
+            for k in range(dim):
+                x_final[j, k] = th[k, 0]
             fp_steps[j] = first
             div_steps[j] = div
             log_growth[j] = growth
             lyap_steps[j] = grown
-
-    @cuda.jit(device=True)
-    def _stage(partial, lane, v, p, counts):
-        # Columns as kernels._observe: count, loss, (two-time-scale errors: 0), x, x^2.
-        for c in range(6):
-            partial[lane, c] = 0.0
-        if counts:
-            partial[lane, TS_COUNT] = 1.0
-            partial[lane, TS_LOSS] = loss(v, p)
-            partial[lane, TS_STATE] = v
-            partial[lane, TS_STATE + 1] = v * v
-
-    @cuda.jit(device=True)
-    def _reduce(partial, lane, ts_partial, group, k):
-        cuda.syncthreads()
-        stride = REDUCE_GROUP // 2
-        while stride > 0:
-            if lane < stride:
-                for c in range(6):
-                    partial[lane, c] += partial[lane + stride, c]
-            cuda.syncthreads()
-            stride //= 2
-        if lane == 0:
-            for c in range(6):
-                ts_partial[group, k, c] = partial[0, c]
-        cuda.syncthreads()
 
     return kernel

@@ -18,17 +18,14 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from ._cpu import make_cpu_kernel
-from ._cuda import make_cuda_kernel
-from ._dynamics import make_advance
+from ._cpu import LANE_DIM, make_cpu_kernel
+from ._dynamics import aux_size, make_rule, make_step
 from ._observe import I_HIST_BINS, I_HIST_GROUPS, REDUCE_GROUP
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
-from ._vector_cpu import make_vector_cpu_kernel, make_vector_numpy_kernel
-from ._vector_dynamics import make_vector_advance
-from ._vector_models import VectorModel
 
-__all__ = ["KernelCompileError", "ChunkKernel", "cache_dir", "get_kernel", "initial_state", "seed_key", "compiled_count"]
+__all__ = ["KernelCompileError", "ChunkKernel", "cache_dir", "get_kernel", "initial_state",
+           "seed_key"]
 
 _MASK32 = 0xFFFFFFFF
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -41,6 +38,8 @@ class KernelCompileError(Exception):
         super().__init__(f"{backend}: {reason}")
         self.backend = backend
         self.reason = reason
+
+
 _KERNELS = {}
 
 
@@ -49,14 +48,14 @@ def seed_key(seed):
     return np.uint64(seed & _MASK32), np.uint64(seed >> 32)
 
 
-def initial_state(init, g_first, n, seed, dtype, dim=0):
-    """theta_0 of trajectories g_first..g_first+n-1: shape [n], or [n, dim] when dim >= 1.
+def initial_state(init, g_first, n, seed, dtype, dim):
+    """theta_0 of trajectories g_first..g_first+n-1, shape [n, dim].
 
     Random draws use step t = 0: coordinate k takes normal k (the Box-Muller
     pairs of Philox blocks 0, 1, ..., four a block) or word k % 4 of block k // 4
-    for a uniform, so the scalar state is coordinate 0 of the vector rule.
+    for a uniform.
     """
-    shape = (n, dim) if dim else (n,)
+    shape = (n, dim)
     if "value" in init:
         return np.full(shape, init["value"], dtype=dtype)
     if "vector" in init:
@@ -64,7 +63,7 @@ def initial_state(init, g_first, n, seed, dtype, dim=0):
     key_lo, key_hi = seed_key(seed)
     g = np.uint64(g_first) + np.arange(n, dtype=np.uint64)
     columns = []
-    for k in range(max(dim, 1)):
+    for k in range(dim):
         words = step_block(key_lo, key_hi, g, np.uint64(0), np.uint64(k // 4))
         if "normal" in init:
             pair = normal_pair(words[k % 4 // 2 * 2], words[k % 4 // 2 * 2 + 1])
@@ -72,8 +71,7 @@ def initial_state(init, g_first, n, seed, dtype, dim=0):
         else:
             low, high = init["uniform"]["low"], init["uniform"]["high"]
             columns.append(low + (high - low) * uniform01(words[k % 4]))
-    state = np.stack(columns, axis=1).astype(dtype)
-    return state if dim else state[:, 0]
+    return np.stack(columns, axis=1).astype(dtype)
 
 
 _NOISE_PREFIXES = ("During", "raised from", "Failed in", "File", "Rejected", "With argument",
@@ -135,11 +133,6 @@ def _locate_in_functions(text, functions):
     return f"{os.path.basename(path)} line {line}: {what}"
 
 
-def compiled_count():
-    """Number of distinct kernels compiled in this process (specialisations)."""
-    return len(_KERNELS)
-
-
 @dataclass
 class ChunkKernel:
     """A compiled chunk kernel for one backend, with its compile time."""
@@ -147,7 +140,7 @@ class ChunkKernel:
     backend: str
     kernel: object
     dtype: np.dtype
-    dim: int = 0          # 0: the scalar (1-D) kernels; d >= 1: the vector kernels
+    dim: int
     compile_seconds: float = 0.0
     compiled: bool = False
     user_functions: tuple = ()   # a user model's own functions, to locate compile errors
@@ -155,7 +148,7 @@ class ChunkKernel:
     @property
     def ts_columns(self):
         """Columns of ``ts_partial``: see kernels._observe (TS_*)."""
-        return 4 + 2 * max(self.dim, 1)
+        return 4 + 2 * self.dim
 
     def arguments(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f,
                   boundaries, ts_steps):
@@ -165,18 +158,15 @@ class ChunkKernel:
         n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
         groups, bins = conf_i[I_HIST_GROUPS], conf_i[I_HIST_BINS]
         copies = numba.get_num_threads() if self.backend == "cpu" else 1
-        state = (n, self.dim) if self.dim else (n,)
-        hist_shape = (copies, groups, self.dim, bins + 2) if self.dim else (copies, groups,
-                                                                             bins + 2)
         out = {
-            "x_final": np.zeros(state, dtype=self.dtype),
+            "x_final": np.zeros((n, self.dim), dtype=self.dtype),
             "fp_steps": np.zeros(n, dtype=np.int64),
             "div_steps": np.zeros(n, dtype=np.int64),
             "log_growth": np.zeros(n),
             "lyap_steps": np.zeros(n, dtype=np.int64),
             "occupancy": np.zeros((n if boundaries.size else 0, boundaries.size + 1),
                                   dtype=np.int64),
-            "hist": np.zeros(hist_shape, dtype=np.int64),
+            "hist": np.zeros((copies, groups, self.dim, bins + 2), dtype=np.int64),
             "ts_partial": np.zeros((n_groups, ts_steps.size, self.ts_columns)),
         }
         args = (x_init, np.uint64(g_first), np.int64(i_first), np.int64(steps), key_lo, key_hi,
@@ -283,62 +273,45 @@ def _numba_cache_dir(path):
         numba.config.CACHE_DIR = previous
 
 
-def get_kernel(backend, model, dynamics, dtype, cache=True):
+def get_kernel(backend, model, dynamics, dtype, cache=True, tangent=False):
     """The chunk kernel for a model, a resolved ``[dynamics]`` table and a dtype.
 
-    CPU kernels are cached on disk across runs (see ``cache_dir``). One kernel is
-    compiled per (model functions, dynamics, noise kind, state dtype, and for
-    sgd whether B = 1); parameters are arguments, so sweeps reuse it.
+    One kernel is compiled per (model functions, dynamics, noise kind, state
+    dtype, for sgd whether B = 1, and whether the Lyapunov tangent is on);
+    parameters are arguments, so sweeps reuse it. CPU kernels are cached on disk
+    across runs (see ``cache_dir``).
     """
     dtype = np.dtype(dtype)
+    name = dynamics["name"]
     noise = dynamics.get("noise", "finite_sum")
-    if isinstance(model, VectorModel):
-        key = (backend, model.specialisation, dynamics["name"], noise,
-               dtype if backend == "cuda" else None)
-        return _get_vector_kernel(key, backend, model, dynamics, dtype, cache)
     precision = "float32" if dtype == np.float32 else "float64"
-    single = dynamics["name"] == "sgd" and dynamics.get("batch_size", 1) == 1
-    key = (backend, model.specialisation, dynamics["name"], noise, precision, single)
+    single = name == "sgd" and dynamics.get("batch_size", 1) == 1
+    tangent = bool(tangent)
+    key = (backend, model.specialisation, name, noise, precision, single, tangent,
+           dtype if backend == "cuda" else None)
     if key not in _KERNELS:
-        advance = make_advance(model, dynamics["name"], noise, precision, single)
-        variant = f"scalar|{dynamics['name']}|{noise}|{precision}|single={single}"
-        folder = cache_dir(model, variant) if cache else None
-        split = model.gathers and dynamics["name"] == "sgd" and noise == "finite_sum"
-        name = _kernel_name(model, variant)
-        if backend == "cpu" and folder is not None:
-            os.makedirs(folder, exist_ok=True)
-            with _numba_cache_dir(folder):
-                kernel = make_cpu_kernel(advance, model.loss, True, split, name)
-        elif backend == "cpu":
-            kernel = make_cpu_kernel(advance, model.loss, False, split, name)
+        variant = f"{name}|{noise}|{precision}|single={single}|tangent={tangent}"
+        if backend == "cpu":
+            rule = make_rule(model, name, noise, precision, single,
+                             inline=model.dim <= LANE_DIM)
+            split = model.gathers and name == "sgd" and noise == "finite_sum" and not tangent
+            folder = cache_dir(model, variant) if cache else None
+            kernel_name = _kernel_name(model, variant)
+            if folder is not None:
+                os.makedirs(folder, exist_ok=True)
+                with _numba_cache_dir(folder):
+                    kernel = make_cpu_kernel(rule, model, True, split, tangent, kernel_name)
+            else:
+                kernel = make_cpu_kernel(rule, model, False, split, tangent, kernel_name)
         elif backend == "cuda":
-            kernel = make_cuda_kernel(advance, model.loss, dtype)
+            from ._cuda import make_cuda_kernel
+            step = make_step(model, name, noise, precision, single, tangent)
+            kernel = make_cuda_kernel(step, model, dtype, tangent)
         elif backend == "numpy":
-            kernel = make_numpy_kernel(advance, model.loss)
+            step = make_step(model, name, noise, precision, single, tangent)
+            kernel = make_numpy_kernel(step, model, aux_size(name, model.dim), tangent)
         else:
             raise ValueError(f"unknown backend {backend!r}")
         _KERNELS[key] = kernel
-    return ChunkKernel(backend, _KERNELS[key], dtype, user_functions=model.user_functions)
-
-
-def _get_vector_kernel(key, backend, model, dynamics, dtype, cache):
-    if key not in _KERNELS:
-        advance = make_vector_advance(model, dynamics["name"])
-        variant = f"vector|{dynamics['name']}"
-        folder = cache_dir(model, variant) if cache else None
-        name = _kernel_name(model, variant)
-        if backend == "cpu" and folder is not None:
-            os.makedirs(folder, exist_ok=True)
-            with _numba_cache_dir(folder):
-                kernel = make_vector_cpu_kernel(advance, model, True, name)
-        elif backend == "cpu":
-            kernel = make_vector_cpu_kernel(advance, model, False, name)
-        elif backend == "cuda":
-            from ._vector_cuda import make_vector_cuda_kernel
-            kernel = make_vector_cuda_kernel(advance, model, dtype)
-        elif backend == "numpy":
-            kernel = make_vector_numpy_kernel(advance, model)
-        else:
-            raise ValueError(f"unknown backend {backend!r}")
-        _KERNELS[key] = kernel
-    return ChunkKernel(backend, _KERNELS[key], dtype, dim=model.dim)
+    return ChunkKernel(backend, _KERNELS[key], dtype, model.dim,
+                       user_functions=model.user_functions)

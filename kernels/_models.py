@@ -1,71 +1,90 @@
-"""Built-in 1-D models and the user-model adapter.
+"""Models: plain functions of a d-dimensional state, written once for every backend.
 
-A model is a set of plain scalar functions of the state ``x`` (float64) and a
-float64 parameter vector ``p`` built on the host by the model's ``params``
-function. The same functions are compiled by numba for the CPU, by numba-cuda
-as device functions, and called directly on numpy arrays by the numpy
-backend, so they use only arithmetic, ``np.exp``/``np.sqrt`` and indexing.
+Every model is d-dimensional; a 1-D model is d = 1. A model's functions read
+the state as ``th[k, l]``: coordinate k of lane l. Inside a compiled kernel
+``th`` is a [d, lanes] block of trajectories and ``l`` one lane (an integer),
+so ``th[k, l]`` is a scalar; in the numpy reference ``th`` is [d, n] and ``l``
+is ``slice(None)``, so the same source computes on all trajectories at once.
+Outputs go to rows ``row..row+d-1`` of a caller's buffer (``out[row + k, l]``),
+so nothing is allocated per step. Arithmetic is float64.
 
 Functions of every model (SPEC 3):
 
-    loss(x, p)            L(x)
-    grad(x, p)            L'(x)
-    hess(x, p)            L''(x)
-    noise_var(x, p)       Sigma(x), the per-sample gradient variance
-    noise_std(x, p)       sqrt(Sigma(x)) (a stored constant when Sigma is constant)
-    noise_var_deriv(x, p) Sigma'(x)
-    n_samples(p)          n, the number of per-sample losses
-    sample_grad(x, i, p)  l_i'(x) for an integer i in 0..n-1
-    sample_hess(x, i, p)  l_i''(x)
+    loss(th, l, p)                         L(theta)
+    grad(th, l, p, out, row)               grad L
+    hvp(th, l, p, v, vrow, out, row)       H v, the Hessian of L applied to v[vrow + k, l]
+    noise_std(th, l, p)                    sqrt(Sigma(theta)), Sigma the per-coordinate
+                                           per-sample gradient variance (isotropic)
+    noise_var_dir(th, l, p, v, vrow)       grad Sigma . v
+    n_samples(p)                           n, the number of per-sample losses
+    add_sample_grad(th, l, p, i, scale, out, row)           out += scale grad l_i
+    add_sample_hvp(th, l, p, i, v, vrow, scale, out, row)   out += scale H_i v
+
+A two-time-scale model (theta = (x, y), both of dimension m, f(x, w) at w = eps y)
+also has ``f_grad(th, l, p, eps, out, row)`` ((grad_x f, grad_w f)),
+``f_hvp(th, l, p, eps, v, vrow, out, row)`` (the Hessian of f in (x, w) applied to
+(v_x, eps v_y)), ``tracking_error(th, l, p, eps)`` |x - lambda(y)|^2 and
+``slow_error(th, l, p, eps)`` |y - y*|^2. Its whole-state functions are those of
+L(theta) = f(x, eps y).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from ._jit import jitable
 
-__all__ = ["Model", "builtin_model", "user_model", "MAX_COEFFICIENTS", "BUILTIN_MODELS"]
+__all__ = ["Model", "builtin_model", "user_model", "MAX_COEFFICIENTS", "BUILTIN_MODELS",
+           "linear_regression_data", "REGISTER_FEATURES"]
 
 MAX_COEFFICIENTS = 12
-_jitable = jitable
+# Small scalar functions are inlined into the CPU lane loops, which then vectorise;
+# functions with loops over samples or coordinates are ordinary calls (IR-inlining
+# those multiplies compile times).
+_inline = jitable(inline=True)
+_call = jitable
 
 
 @dataclass(frozen=True)
 class Model:
-    """A compiled-for-every-target set of model functions plus its parameters."""
+    """A model's functions (compiled for every target) and its parameter vector."""
 
     name: str
+    dim: int
     loss: Callable
     grad: Callable
-    hess: Callable
-    noise_var: Callable
+    hvp: Callable
     noise_std: Callable
-    noise_var_deriv: Callable
+    noise_var_dir: Callable
     n_samples: Callable
-    sample_grad: Callable
-    sample_hess: Callable
+    add_sample_grad: Callable
+    add_sample_hvp: Callable
     params: np.ndarray
-    has_samples: bool = True
-    has_hess: bool = True
-    has_loss: bool = True
-    fingerprint: str = ""     # what, besides the name, decides the compiled code (cache key)
-    gathers: bool = False     # per-sample functions index the parameters by the sample
-    user_functions: tuple = ()  # a user model's own functions (to locate compile errors)
+    x_dim: int = 0                  # m of a two-time-scale model (theta = (x, y)), else 0
+    f_grad: Callable = None
+    f_hvp: Callable = None
+    tracking_error: Callable = None
+    slow_error: Callable = None
+    has_samples: bool = True        # per-sample gradients (finite-sum SGD)
+    exact_hvp: bool = True          # H v from second derivatives, not a finite difference
+    gathers: bool = False           # per-sample functions index the parameters by the sample
+    info: dict = field(default_factory=dict)   # extra run-file attributes (e.g. loss_min)
+    fingerprint: str = ""           # what, besides the name, decides the compiled code
+    user_functions: tuple = ()      # a user model's own functions (to locate compile errors)
 
     @property
     def specialisation(self):
-        """The functions that decide the compiled kernel (params do not)."""
-        return (self.loss, self.grad, self.hess, self.noise_var, self.noise_std,
-                self.noise_var_deriv, self.n_samples, self.sample_grad, self.sample_hess)
+        """What decides the compiled kernel (the parameters do not)."""
+        return (self.dim, self.x_dim, self.loss, self.grad, self.hvp, self.noise_std,
+                self.noise_var_dir, self.n_samples, self.add_sample_grad, self.add_sample_hvp,
+                self.f_grad, self.f_hvp, self.tracking_error, self.slow_error)
 
 
-# --- polynomial: L = sum_k c_k x**k; p = [c | c' | c'' | left, right, center, width] ---
+# --- polynomial (d = 1): L = sum_k c_k x**k; p = [c | c' | c'' | left, right, center, width,
+# sqrt(left)]; a two-sample finite sum l_{0,1}' = L' +- sqrt(Sigma) ---
 _C, _D1, _D2, _NOISE = 0, MAX_COEFFICIENTS, 2 * MAX_COEFFICIENTS, 3 * MAX_COEFFICIENTS
-
-
-_POLY_FUNCTIONS = {}
 _HORNER = {}
+_POLY = {}
 
 
 def _horner(terms):
@@ -82,106 +101,114 @@ def _horner(terms):
         lines.append("    return acc")
         namespace = {}
         exec("\n".join(lines), namespace)  # noqa: S102 - source built above from an int
-        _HORNER[terms] = _jitable(namespace[f"horner_{terms}"])
+        _HORNER[terms] = _inline(namespace[f"horner_{terms}"])
     return _HORNER[terms]
 
 
-def _poly_functions(length):
-    """loss, grad, hess of a polynomial with ``length`` coefficients.
-
-    Horner's rule with a trip count fixed at compile time, so LLVM unrolls it
-    and the update vectorises; one specialisation per distinct length.
-    """
-    if length not in _POLY_FUNCTIONS:
-        loss_terms = _horner(length)
-        grad_terms = _horner(max(length - 1, 1))
-        hess_terms = _horner(max(length - 2, 1))
-
-        @_jitable
-        def loss(x, p):
-            return loss_terms(x, p, _C)
-
-        @_jitable
-        def grad(x, p):
-            return grad_terms(x, p, _D1)
-
-        @_jitable
-        def hess(x, p):
-            return hess_terms(x, p, _D2)
-
-        _POLY_FUNCTIONS[length] = (loss, grad, hess)
-    return _POLY_FUNCTIONS[length]
-
-
-@_jitable
-def poly_const_noise_var(x, p):
-    return p[_NOISE] + 0.0 * x
-
-
-@_jitable
-def poly_const_noise_std(x, p):
-    return p[_NOISE + 4] + 0.0 * x
-
-
-@_jitable
-def poly_const_noise_var_deriv(x, p):
-    return 0.0 * x
-
-
-@_jitable
+@_inline
 def _logistic(x, p):
     return 1.0 / (1.0 + np.exp(-(x - p[_NOISE + 2]) / p[_NOISE + 3]))
 
 
-@_jitable
-def poly_logistic_noise_var(x, p):
-    """Sigma = left + (right - left) / (1 + exp(-(x - center) / width))."""
-    return p[_NOISE] + (p[_NOISE + 1] - p[_NOISE]) * _logistic(x, p)
+@_inline
+def _const_std(x, p):
+    return p[_NOISE + 4] + 0.0 * x
 
 
-@_jitable
-def poly_logistic_noise_std(x, p):
-    return np.sqrt(poly_logistic_noise_var(x, p))
+@_inline
+def _const_var_deriv(x, p):
+    return 0.0 * x
 
 
-@_jitable
-def poly_logistic_noise_var_deriv(x, p):
+@_inline
+def _logistic_std(x, p):
+    """sqrt(Sigma), Sigma = left + (right - left) / (1 + exp(-(x - center) / width))."""
+    return np.sqrt(p[_NOISE] + (p[_NOISE + 1] - p[_NOISE]) * _logistic(x, p))
+
+
+@_inline
+def _logistic_var_deriv(x, p):
     s = _logistic(x, p)
     return (p[_NOISE + 1] - p[_NOISE]) * s * (1.0 - s) / p[_NOISE + 3]
 
 
-@_jitable
-def poly_n_samples(p):
+@_inline
+def _two_samples(p):
     return 2
 
 
-_SAMPLE_FUNCTIONS = {}
+def _scalar_model(name, params, loss1, grad1, hess1, std1, var_deriv1, n_samples,
+                  sample_grad1, sample_hess1, **extra):
+    """A d = 1 Model from scalar functions f(x, p) (and f(x, i, p) per sample)."""
+
+    @_call
+    def loss(th, l, p):
+        return loss1(np.float64(th[0, l]), p)
+
+    @_call
+    def grad(th, l, p, out, row):
+        out[row, l] = grad1(np.float64(th[0, l]), p)
+
+    @_call
+    def hvp(th, l, p, v, vrow, out, row):
+        out[row, l] = hess1(np.float64(th[0, l]), p) * v[vrow, l]
+
+    @_call
+    def noise_std(th, l, p):
+        return std1(np.float64(th[0, l]), p)
+
+    @_call
+    def noise_var_dir(th, l, p, v, vrow):
+        return var_deriv1(np.float64(th[0, l]), p) * v[vrow, l]
+
+    @_call
+    def add_sample_grad(th, l, p, i, scale, out, row):
+        out[row, l] = out[row, l] + scale * sample_grad1(np.float64(th[0, l]), i, p)
+
+    @_call
+    def add_sample_hvp(th, l, p, i, v, vrow, scale, out, row):
+        out[row, l] = out[row, l] + scale * sample_hess1(np.float64(th[0, l]), i, p) * v[vrow, l]
+
+    return Model(name, 1, loss, grad, hvp, noise_std, noise_var_dir, n_samples,
+                 add_sample_grad, add_sample_hvp, params, **extra)
 
 
-def _poly_samples(length, logistic):
-    """Per-sample gradients L' +- sqrt(Sigma) of the two-sample finite sum (SPEC 3)."""
+def _polynomial_functions(length, logistic):
     key = (length, logistic)
-    if key in _SAMPLE_FUNCTIONS:
-        return _SAMPLE_FUNCTIONS[key]
-    unused, poly_grad, poly_hess = _poly_functions(length)
-    noise_std = poly_logistic_noise_std if logistic else poly_const_noise_std
-    noise_var_deriv = poly_logistic_noise_var_deriv if logistic else poly_const_noise_var_deriv
+    if key not in _POLY:
+        loss_terms = _horner(length)
+        grad_terms = _horner(max(length - 1, 1))
+        hess_terms = _horner(max(length - 2, 1))
+        std = _logistic_std if logistic else _const_std
+        var_deriv = _logistic_var_deriv if logistic else _const_var_deriv
 
-    @_jitable
-    def sample_grad(x, i, p):
-        sign = 1.0 - 2.0 * np.float64(i)
-        return poly_grad(x, p) + sign * noise_std(x, p)
+        @_inline
+        def loss(x, p):
+            return loss_terms(x, p, _C)
 
-    @_jitable
-    def sample_hess(x, i, p):
-        sign = 1.0 - 2.0 * np.float64(i)
-        root = noise_std(x, p)
-        # d sqrt(Sigma)/dx = Sigma' / (2 sqrt(Sigma)), taken as 0 where Sigma = 0.
-        safe = root + np.float64(root == 0.0)
-        return poly_hess(x, p) + sign * 0.5 * noise_var_deriv(x, p) / safe
+        @_inline
+        def grad(x, p):
+            return grad_terms(x, p, _D1)
 
-    _SAMPLE_FUNCTIONS[key] = (sample_grad, sample_hess)
-    return _SAMPLE_FUNCTIONS[key]
+        @_inline
+        def hess(x, p):
+            return hess_terms(x, p, _D2)
+
+        @_inline
+        def sample_grad(x, i, p):
+            sign = 1.0 - 2.0 * np.float64(i)
+            return grad(x, p) + sign * std(x, p)
+
+        @_inline
+        def sample_hess(x, i, p):
+            sign = 1.0 - 2.0 * np.float64(i)
+            root = std(x, p)
+            # d sqrt(Sigma)/dx = Sigma' / (2 sqrt(Sigma)), taken as 0 where Sigma = 0.
+            safe = root + np.float64(root == 0.0)
+            return hess(x, p) + sign * 0.5 * var_deriv(x, p) / safe
+
+        _POLY[key] = (loss, grad, hess, std, var_deriv, _two_samples, sample_grad, sample_hess)
+    return _POLY[key]
 
 
 def polynomial_params(coefficients, noise_var):
@@ -201,57 +228,55 @@ def polynomial_params(coefficients, noise_var):
     return np.concatenate([c, d1, d2, np.asarray(noise, dtype=np.float64)])
 
 
-# --- quadratic_finite_sum: l_i = h_i (x - c_i)**2 / 2 ---
+# --- quadratic_finite_sum (d = 1): l_i = h_i (x - c_i)**2 / 2 ---
 # p = [n, mean h, mean hc, mean hc^2, var h, cov(h, hc), var hc, 0, h_0.., c_0..]
 _Q = 8
 
 
-@_jitable
-def quad_loss(x, p):
+@_inline
+def _quad_loss(x, p):
     return 0.5 * (p[1] * x * x - 2.0 * p[2] * x + p[3])
 
 
-@_jitable
-def quad_grad(x, p):
+@_inline
+def _quad_grad(x, p):
     return p[1] * x - p[2]
 
 
-@_jitable
-def quad_hess(x, p):
+@_inline
+def _quad_hess(x, p):
     return p[1] + 0.0 * x
 
 
-@_jitable
-def quad_noise_var(x, p):
-    """Sigma = var_i[h_i (x - c_i)] = var(h) x^2 - 2 cov(h, hc) x + var(hc)."""
+@_inline
+def _quad_std(x, p):
+    """sqrt(Sigma), Sigma = var_i[h_i (x - c_i)] = var(h) x^2 - 2 cov(h, hc) x + var(hc)."""
     s = p[4] * x * x - 2.0 * p[5] * x + p[6]
-    return s * np.float64(s > 0.0)
+    return np.sqrt(s * np.float64(s > 0.0))
 
 
-@_jitable
-def quad_noise_std(x, p):
-    return np.sqrt(quad_noise_var(x, p))
-
-
-@_jitable
-def quad_noise_var_deriv(x, p):
+@_inline
+def _quad_var_deriv(x, p):
     return 2.0 * p[4] * x - 2.0 * p[5]
 
 
-@_jitable
-def quad_n_samples(p):
+@_inline
+def _quad_n_samples(p):
     return np.int64(p[0])
 
 
-@_jitable
-def quad_sample_grad(x, i, p):
-    h = p[_Q + i]
-    return h * (x - p[_Q + np.int64(p[0]) + i])
+@_inline
+def _quad_sample_grad(x, i, p):
+    return p[_Q + i] * (x - p[_Q + np.int64(p[0]) + i])
 
 
-@_jitable
-def quad_sample_hess(x, i, p):
+@_inline
+def _quad_sample_hess(x, i, p):
     return p[_Q + i] + 0.0 * x
+
+
+_QUADRATIC = (_quad_loss, _quad_grad, _quad_hess, _quad_std, _quad_var_deriv, _quad_n_samples,
+              _quad_sample_grad, _quad_sample_hess)
 
 
 def quadratic_params(curvatures, centers):
@@ -264,40 +289,369 @@ def quadratic_params(curvatures, centers):
     return np.concatenate([np.asarray(head, dtype=np.float64), h, c])
 
 
+# --- two-time-scale models: whole-state views of f(x, w) at w = eps y ---
+# p = [m, eps, kappa, mu, ...]; theta = (x_0..x_{m-1}, y_0..y_{m-1}).
+_TWO_SCALE = {}
+_CQ = 4
+_TWO_PI = 2.0 * np.pi
+
+
+def _two_scale_functions(m, f_loss, f_grad, f_hvp):
+    """Whole-state functions of L(theta) = f(x, eps y), made once per (f, m)."""
+    key = (f_loss, m)
+    if key in _TWO_SCALE:
+        return _TWO_SCALE[key]
+
+    @_call
+    def loss(th, l, p):
+        return f_loss(th, l, p, p[1], m)
+
+    @_call
+    def grad(th, l, p, out, row):
+        # dL/dx = grad_x f; dL/dy = eps grad_w f.
+        f_grad(th, l, p, p[1], out, row, m)
+        for k in range(m):
+            out[row + m + k, l] = p[1] * out[row + m + k, l]
+
+    @_call
+    def hvp(th, l, p, v, vrow, out, row):
+        f_hvp(th, l, p, p[1], v, vrow, out, row, m)
+        for k in range(m):
+            out[row + m + k, l] = p[1] * out[row + m + k, l]
+
+    @_call
+    def noise_std(th, l, p):
+        return 1.0 + 0.0 * th[0, l]
+
+    @_call
+    def noise_var_dir(th, l, p, v, vrow):
+        return 0.0 * th[0, l]
+
+    @_call
+    def n_samples(p):
+        return 1
+
+    @_call
+    def add_sample_grad(th, l, p, i, scale, out, row):
+        f_grad(th, l, p, p[1], out, row, m)
+
+    @_call
+    def add_sample_hvp(th, l, p, i, v, vrow, scale, out, row):
+        f_hvp(th, l, p, p[1], v, vrow, out, row, m)
+
+    @_call
+    def f_grad_m(th, l, p, eps, out, row):
+        f_grad(th, l, p, eps, out, row, m)
+
+    @_call
+    def f_hvp_m(th, l, p, eps, v, vrow, out, row):
+        f_hvp(th, l, p, eps, v, vrow, out, row, m)
+
+    _TWO_SCALE[key] = (loss, grad, hvp, noise_std, noise_var_dir, n_samples, add_sample_grad,
+                       add_sample_hvp, f_grad_m, f_hvp_m)
+    return _TWO_SCALE[key]
+
+
+def _errors(m, tracking, slow):
+    key = (tracking, slow, m)
+    if key not in _TWO_SCALE:
+        @_call
+        def tracking_error(th, l, p, eps):
+            return tracking(th, l, p, eps, m)
+
+        @_call
+        def slow_error(th, l, p, eps):
+            return slow(th, l, p, eps, m)
+
+        _TWO_SCALE[key] = tracking_error, slow_error
+    return _TWO_SCALE[key]
+
+
+# coupled_quadratic: f(x, w) = 1/2 |x - kappa w|^2 + 1/2 mu |w - w_star|^2
+# p = [m, eps, kappa, mu, w_star_0..w_star_{m-1}]
+
+
+@_call
+def _cq_f_loss(th, l, p, eps, m):
+    total = 0.0 * th[0, l]
+    for k in range(m):
+        w = eps * th[m + k, l]
+        a = th[k, l] - p[2] * w
+        b = w - p[_CQ + k]
+        total = total + 0.5 * a * a + 0.5 * p[3] * b * b
+    return total
+
+
+@_call
+def _cq_f_grad(th, l, p, eps, out, row, m):
+    # d f / d x = x - kappa w; d f / d w = -kappa (x - kappa w) + mu (w - w_star).
+    for k in range(m):
+        w = eps * th[m + k, l]
+        a = th[k, l] - p[2] * w
+        out[row + k, l] = a
+        out[row + m + k, l] = -p[2] * a + p[3] * (w - p[_CQ + k])
+
+
+@_call
+def _cq_f_hvp(th, l, p, eps, v, vrow, out, row, m):
+    # f_xx = 1, f_xw = -kappa, f_ww = kappa^2 + mu, applied to (v_x, eps v_y).
+    for k in range(m):
+        vx = v[vrow + k, l]
+        vw = eps * v[vrow + m + k, l]
+        out[row + k, l] = vx - p[2] * vw
+        out[row + m + k, l] = -p[2] * vx + (p[2] * p[2] + p[3]) * vw
+
+
+@_call
+def _cq_tracking_error(th, l, p, eps, m):
+    total = 0.0 * th[0, l]
+    for k in range(m):
+        a = th[k, l] - p[2] * eps * th[m + k, l]      # lambda(y) = kappa eps y
+        total = total + a * a
+    return total
+
+
+@_call
+def _cq_slow_error(th, l, p, eps, m):
+    total = 0.0 * th[0, l]
+    for k in range(m):
+        b = th[m + k, l] - p[_CQ + k] / eps            # y* = w_star / eps
+        total = total + b * b
+    return total
+
+
+# grooves: f(x, w) = 1/2 |x - kappa w|^2 + mu sum_k (1 - cos(2 pi w_k)) / (2 pi^2)
+# min_x f(x, eps y) = mu sum_k (1 - cos(2 pi eps y_k)) / (2 pi^2): grooves at eps y_k integer,
+# curvature mu there, ridges at half-integers. p = [m, eps, kappa, mu]
+
+
+@_call
+def _gr_f_loss(th, l, p, eps, m):
+    total = 0.0 * th[0, l]
+    for k in range(m):
+        w = eps * th[m + k, l]
+        a = th[k, l] - p[2] * w
+        total = total + 0.5 * a * a + p[3] * (1.0 - np.cos(_TWO_PI * w)) / (0.5 * _TWO_PI**2)
+    return total
+
+
+@_call
+def _gr_f_grad(th, l, p, eps, out, row, m):
+    for k in range(m):
+        w = eps * th[m + k, l]
+        a = th[k, l] - p[2] * w
+        out[row + k, l] = a
+        out[row + m + k, l] = -p[2] * a + p[3] * np.sin(_TWO_PI * w) / np.pi
+
+
+@_call
+def _gr_f_hvp(th, l, p, eps, v, vrow, out, row, m):
+    # f_ww = kappa^2 + 2 mu cos(2 pi w).
+    for k in range(m):
+        w = eps * th[m + k, l]
+        vx = v[vrow + k, l]
+        vw = eps * v[vrow + m + k, l]
+        out[row + k, l] = vx - p[2] * vw
+        out[row + m + k, l] = -p[2] * vx + (p[2] * p[2] + 2.0 * p[3] * np.cos(_TWO_PI * w)) * vw
+
+
+@_call
+def _gr_slow_error(th, l, p, eps, m):
+    # Squared distance (in y) to the nearest groove floor eps*y in Z.
+    total = 0.0 * th[0, l]
+    for k in range(m):
+        w = eps * th[m + k, l]
+        b = (w - np.floor(w + 0.5)) / eps
+        total = total + b * b
+    return total
+
+
+def _two_scale(name, m, f_loss, f_grad, f_hvp, tracking, slow, params):
+    (loss, grad, hvp, noise_std, noise_var_dir, n_samples, add_sample_grad, add_sample_hvp,
+     f_grad_m, f_hvp_m) = _two_scale_functions(m, f_loss, f_grad, f_hvp)
+    tracking_error, slow_error = _errors(m, tracking, slow)
+    return Model(name, 2 * m, loss, grad, hvp, noise_std, noise_var_dir, n_samples,
+                 add_sample_grad, add_sample_hvp, params, x_dim=m, f_grad=f_grad_m,
+                 f_hvp=f_hvp_m, tracking_error=tracking_error, slow_error=slow_error,
+                 has_samples=False, fingerprint=f"dim={2 * m} x_dim={m}")
+
+
+# --- linear_regression: l_i = 1/2 (a_i . theta - b_i)^2; p = [n, d, A (n x d, row-major), b]
+_LR = 2
+_LINEAR_REGRESSION = {}
+# Up to this many features the coordinate loops get a compile-time trip count (see below).
+REGISTER_FEATURES = 16
+
+
+def _linear_regression_functions(d):
+    """The functions of linear regression in d features.
+
+    For d <= REGISTER_FEATURES the feature count is a compile-time constant (one
+    set per d), so the GPU compiler unrolls the coordinate loops and keeps a
+    trajectory's state in registers instead of local memory. Larger states cannot
+    live in registers anyway, and unrolling their loops only makes compiling slow,
+    so they read d from the parameters (p[1]). The sample count n is always p[0].
+    """
+    if d in _LINEAR_REGRESSION:
+        return _LINEAR_REGRESSION[d]
+
+    if d <= REGISTER_FEATURES:
+        @_call
+        def features(p):
+            return d
+    else:
+        @_call
+        def features(p):
+            return np.int64(p[1])
+
+    @_call
+    def residual(th, l, p, i):
+        d = features(p)
+        row = _LR + i * d
+        r = 0.0 * th[0, l] - p[_LR + np.int64(p[0]) * d + i]
+        for k in range(d):
+            r = r + p[row + k] * th[k, l]
+        return r
+
+    @_call
+    def dot_row(v, vrow, l, p, i):
+        d = features(p)
+        row = _LR + i * d
+        r = 0.0 * v[vrow, l]
+        for k in range(d):
+            r = r + p[row + k] * v[vrow + k, l]
+        return r
+
+    @_call
+    def loss(th, l, p):
+        n = np.int64(p[0])
+        total = 0.0 * th[0, l]
+        for i in range(n):
+            r = residual(th, l, p, i)
+            total = total + 0.5 * r * r
+        return total / n
+
+    @_call
+    def add_sample_grad(th, l, p, i, scale, out, row):
+        d = features(p)
+        r = scale * residual(th, l, p, i)
+        first = _LR + i * d
+        for k in range(d):
+            out[row + k, l] = out[row + k, l] + r * p[first + k]
+
+    @_call
+    def add_sample_hvp(th, l, p, i, v, vrow, scale, out, row):
+        d = features(p)
+        r = scale * dot_row(v, vrow, l, p, i)
+        first = _LR + i * d
+        for k in range(d):
+            out[row + k, l] = out[row + k, l] + r * p[first + k]
+
+    @_call
+    def grad(th, l, p, out, row):
+        n = np.int64(p[0])
+        for k in range(features(p)):
+            out[row + k, l] = 0.0 * th[0, l]
+        for i in range(n):
+            add_sample_grad(th, l, p, i, 1.0 / n, out, row)
+
+    @_call
+    def hvp(th, l, p, v, vrow, out, row):
+        n = np.int64(p[0])
+        for k in range(features(p)):
+            out[row + k, l] = 0.0 * th[0, l]
+        for i in range(n):
+            add_sample_hvp(th, l, p, i, v, vrow, 1.0 / n, out, row)
+
+    @_call
+    def noise_std(th, l, p):
+        return 1.0 + 0.0 * th[0, l]
+
+    @_call
+    def noise_var_dir(th, l, p, v, vrow):
+        return 0.0 * th[0, l]
+
+    @_call
+    def n_samples(p):
+        return np.int64(p[0])
+
+    _LINEAR_REGRESSION[d] = (loss, grad, hvp, noise_std, noise_var_dir, n_samples,
+                             add_sample_grad, add_sample_hvp)
+    return _LINEAR_REGRESSION[d]
+
+
+def linear_regression_data(samples, features, eigenvalues, label_noise, data_seed):
+    """Synthetic regression data: a_i ~ N(0, diag(eigenvalues)), b_i = a_i.w* + noise.
+
+    The teacher w* ~ N(0, I/d). Drawn on the host with numpy's PCG64 from
+    ``data_seed`` (independent of the run's Philox seed). Returns (A, b, w_min,
+    loss_min): the least-squares solution and its loss.
+    """
+    rng = np.random.Generator(np.random.PCG64(data_seed))
+    eig = np.asarray(eigenvalues, dtype=np.float64)
+    a = rng.standard_normal((samples, features)) * np.sqrt(eig)
+    teacher = rng.standard_normal(features) / np.sqrt(features)
+    b = a @ teacher + label_noise * rng.standard_normal(samples)
+    w_min, *_ = np.linalg.lstsq(a, b, rcond=None)
+    residual = a @ w_min - b
+    return a, b, w_min, 0.5 * float(residual @ residual) / samples
+
+
 BUILTIN_MODELS = {
     "polynomial": "L = sum_k coefficients[k] x**k; two-sample finite sum L' +- sqrt(Sigma)",
     "quadratic_finite_sum": "l_i = h_i (x - c_i)**2 / 2, i < n",
+    "coupled_quadratic": "f(x, w) = |x - kappa w|^2/2 + mu |w - w_star|^2/2, x, w in R^dim; "
+                         "lambda(y) = kappa eps y, y* = w_star/eps",
+    "grooves": "f(x, w) = |x - kappa w|^2/2 + mu sum_k (1 - cos(2 pi w_k))/(2 pi^2); "
+               "grooves where eps y_k is an integer",
+    "linear_regression": "l_i = (a_i . theta - b_i)^2/2 on synthetic data (samples, features, "
+                         "eigenvalues, label_noise, data_seed)",
 }
 
 
-def builtin_model(spec):
-    """Model for a resolved ``[model]`` table naming a built-in model."""
+def builtin_model(spec, eps=None):
+    """Model for a resolved ``[model]`` table naming a built-in model.
+
+    ``eps`` is a two-time-scale dynamics' time-scale ratio (1 under other dynamics).
+    """
     name = spec["name"]
     if name == "polynomial":
         noise = spec.get("noise_var", 1.0)
         coefficients = list(spec["coefficients"])
         while len(coefficients) > 1 and coefficients[-1] == 0:
             coefficients.pop()              # trailing zeros cost Horner steps, nothing else
-        params = polynomial_params(coefficients, noise)
-        loss, grad, hess = _poly_functions(len(coefficients))
         logistic = isinstance(noise, dict)
-        sg, sh = _poly_samples(len(coefficients), logistic)
-        if logistic:
-            nv, ns, nvd = (poly_logistic_noise_var, poly_logistic_noise_std,
-                           poly_logistic_noise_var_deriv)
-        else:
-            nv, ns, nvd = poly_const_noise_var, poly_const_noise_std, poly_const_noise_var_deriv
-        return Model(name, loss, grad, hess, nv, ns, nvd, poly_n_samples, sg, sh, params,
-                     fingerprint=f"length={len(coefficients)} logistic={logistic}")
+        return _scalar_model(name, polynomial_params(coefficients, noise),
+                             *_polynomial_functions(len(coefficients), logistic),
+                             fingerprint=f"length={len(coefficients)} logistic={logistic}")
     if name == "quadratic_finite_sum":
-        params = quadratic_params(spec["curvatures"], spec.get("centers"))
-        return Model(name, quad_loss, quad_grad, quad_hess, quad_noise_var, quad_noise_std,
-                     quad_noise_var_deriv, quad_n_samples, quad_sample_grad, quad_sample_hess,
-                     params, gathers=True)
+        return _scalar_model(name, quadratic_params(spec["curvatures"], spec.get("centers")),
+                             *_QUADRATIC, gathers=True)
+    if name in ("coupled_quadratic", "grooves"):
+        m = int(spec.get("dim", 1))
+        eps = 1.0 if eps is None else float(eps)
+        head = [m, eps, spec.get("kappa", 1.0), spec.get("mu", 1.0)]
+        if name == "coupled_quadratic":
+            w_star = np.broadcast_to(np.asarray(spec.get("w_star", 0.0), dtype=np.float64), (m,))
+            return _two_scale(name, m, _cq_f_loss, _cq_f_grad, _cq_f_hvp, _cq_tracking_error,
+                              _cq_slow_error, np.concatenate([head, w_star]))
+        return _two_scale(name, m, _gr_f_loss, _gr_f_grad, _gr_f_hvp, _cq_tracking_error,
+                          _gr_slow_error, np.array(head, dtype=np.float64))
+    if name == "linear_regression":
+        n, d = int(spec["samples"]), int(spec["features"])
+        eig = spec.get("eigenvalues", [1.0] * d)
+        a, b, w_min, loss_min = linear_regression_data(n, d, eig, spec.get("label_noise", 0.0),
+                                                       int(spec.get("data_seed", 0)))
+        return Model(name, d, *_linear_regression_functions(d),
+                     np.concatenate([[n, d], a.ravel(), b]),
+                     info={"loss_min": loss_min, "w_min": w_min}, fingerprint=f"dim={d}")
     raise KeyError(name)
 
 
 _USER_CACHE = {}
+# Relative step of the central difference that stands in for a user model's missing
+# second derivative: H v ~ (g(x + h v) - g(x - h v)) / (2 h), h = FD_STEP (1 + |x|).
+FD_STEP = 1e-6
 
 
 def _source_fingerprint(obj):
@@ -316,103 +670,106 @@ def _source_fingerprint(obj):
 
 
 def user_model(obj, name):
-    """Adapt a user object with plain scalar functions into a Model.
+    """Adapt a user object with plain scalar functions (a d = 1 model) into a Model.
 
     Required: ``gradient(theta)``. Optional: ``noise_var(theta)`` (default 0),
     ``noise_var_derivative(theta)`` (default 0), ``loss(theta)`` (default NaN),
-    ``second_derivative(theta)`` (needed by ``lyapunov``), and for finite-sum SGD
-    ``n_samples`` (an int) with ``per_sample_gradient(theta, i)`` and optionally
+    ``second_derivative(theta)``, and for finite-sum SGD ``n_samples`` (an int)
+    with ``per_sample_gradient(theta, i)`` and optionally
     ``per_sample_second_derivative(theta, i)``. Write them with numpy functions
     (``np.exp``, ``np.sqrt``) so that they compile for every backend.
+
+    Without a second derivative, the Lyapunov tangent uses a central difference
+    of the gradient, (g(x + h) - g(x - h)) / (2 h) with h = FD_STEP (1 + |x|):
+    an O(h^2) approximation, the documented fallback (built-in models are exact).
     """
     if id(obj) in _USER_CACHE:
         return _USER_CACHE[id(obj)][1]
 
-    def jit(fn):
-        return jitable(fn)
+    def own(attr):
+        return _inline(getattr(obj, attr)) if hasattr(obj, attr) else None
 
-    u_grad = jit(obj.gradient)
-    u_nv = jit(obj.noise_var) if hasattr(obj, "noise_var") else None
-    u_nvd = jit(obj.noise_var_derivative) if hasattr(obj, "noise_var_derivative") else None
-    u_loss = jit(obj.loss) if hasattr(obj, "loss") else None
-    u_hess = jit(obj.second_derivative) if hasattr(obj, "second_derivative") else None
-    u_sg = jit(obj.per_sample_gradient) if hasattr(obj, "per_sample_gradient") else None
-    u_sh = (jit(obj.per_sample_second_derivative)
-            if hasattr(obj, "per_sample_second_derivative") else None)
+    u_grad, u_nv, u_nvd = own("gradient"), own("noise_var"), own("noise_var_derivative")
+    u_loss, u_hess = own("loss"), own("second_derivative")
+    u_sg, u_sh = own("per_sample_gradient"), own("per_sample_second_derivative")
     n = int(getattr(obj, "n_samples", 1))
 
-    @_jitable
+    @_inline
     def grad(x, p):
         return u_grad(x)
 
-    if u_nv is None:
-        @_jitable
-        def noise_var(x, p):
-            return 0.0 * x
-    else:
-        @_jitable
-        def noise_var(x, p):
-            return u_nv(x)
+    @_inline
+    def zero(x, p):
+        return 0.0 * x
 
-    @_jitable
-    def noise_std(x, p):
-        return np.sqrt(noise_var(x, p))
+    @_inline
+    def nan(x, p):
+        return np.nan + 0.0 * x
+
+    if u_nv is None:
+        std = zero
+    else:
+        @_inline
+        def std(x, p):
+            return np.sqrt(u_nv(x))
 
     if u_nvd is None:
-        @_jitable
-        def noise_var_deriv(x, p):
-            return 0.0 * x
+        var_deriv = zero
     else:
-        @_jitable
-        def noise_var_deriv(x, p):
+        @_inline
+        def var_deriv(x, p):
             return u_nvd(x)
 
     if u_loss is None:
-        @_jitable
-        def loss(x, p):
-            return np.nan + 0.0 * x
+        loss = nan
     else:
-        @_jitable
+        @_inline
         def loss(x, p):
             return u_loss(x)
 
     if u_hess is None:
-        @_jitable
+        @_inline
         def hess(x, p):
-            return np.nan + 0.0 * x
+            h = FD_STEP * (1.0 + abs(x))
+            return (u_grad(x + h) - u_grad(x - h)) / (2.0 * h)
     else:
-        @_jitable
+        @_inline
         def hess(x, p):
             return u_hess(x)
 
-    @_jitable
+    @_inline
     def n_samples(p):
         return n
 
     if u_sg is None:
-        @_jitable
+        @_inline
         def sample_grad(x, i, p):
             return u_grad(x)
     else:
-        @_jitable
+        @_inline
         def sample_grad(x, i, p):
             return u_sg(x, i)
 
-    if u_sh is None:
-        @_jitable
-        def sample_hess(x, i, p):
-            return hess(x, p)
-    else:
-        @_jitable
+    if u_sh is not None:
+        @_inline
         def sample_hess(x, i, p):
             return u_sh(x, i)
+    elif u_sg is not None:
+        @_inline
+        def sample_hess(x, i, p):
+            h = FD_STEP * (1.0 + abs(x))
+            return (u_sg(x + h, i) - u_sg(x - h, i)) / (2.0 * h)
+    else:
+        @_inline
+        def sample_hess(x, i, p):
+            return hess(x, p)
 
-    model = Model(name, loss, grad, hess, noise_var, noise_std, noise_var_deriv, n_samples,
-                  sample_grad,
-                  sample_hess, np.zeros(1), has_samples=u_sg is not None,
-                  has_hess=u_hess is not None, has_loss=u_loss is not None,
-                  fingerprint=_source_fingerprint(obj),
-                  user_functions=tuple(f for f in (u_grad, u_nv, u_nvd, u_loss, u_hess, u_sg, u_sh)
-                                       if f is not None))
+    model = _scalar_model(
+        name, np.zeros(1), loss, grad, hess, std, var_deriv, n_samples, sample_grad,
+        sample_hess, has_samples=u_sg is not None,
+        exact_hvp=u_hess is not None and (u_sg is None or u_sh is not None),
+        fingerprint=_source_fingerprint(obj),
+        user_functions=tuple(f for f in (u_grad, u_nv, u_nvd, u_loss, u_hess, u_sg, u_sh)
+                             if f is not None))
     _USER_CACHE[id(obj)] = (obj, model)
     return model

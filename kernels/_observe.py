@@ -1,4 +1,4 @@
-"""Per-step observable bookkeeping shared by every backend.
+"""Per-step observable bookkeeping shared by the compiled backends.
 
 Conventions (docs/CONTRACTS.md): theta_0 is the initial state and step
 t = 1..T produces theta_t. After each step a running trajectory is checked,
@@ -21,14 +21,14 @@ __all__ = [
     "I_COORD", "COORD_NORM", "TS_COUNT", "TS_LOSS", "TS_TRACKING", "TS_SLOW", "TS_STATE",
     "F_FP_LEVEL", "F_DIV_THRESHOLD", "F_HIST_LO", "F_HIST_HI", "N_CONF_F",
     "FP_NONE", "FP_ABOVE", "FP_BELOW", "diverged", "passed", "histogram_bin", "region",
-    "batch_group", "REDUCE_GROUP",
+    "batch_group", "REDUCE_GROUP", "watched", "no_error",
 ]
 
 # Integer configuration slots.
 I_FP_MODE, I_FP_STOP, I_HIST_ON, I_HIST_BURN, I_HIST_THIN, I_HIST_GROUPS = 0, 1, 2, 3, 4, 5
 I_HIST_BINS, I_LYAP_ON, I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT = 6, 7, 8, 9, 10
-# Vector states: the coordinate that first passage, divergence and occupancy
-# watch, or COORD_NORM for the Euclidean norm of the state.
+# The coordinate that first passage, divergence and occupancy watch, or
+# COORD_NORM for the Euclidean norm of the state.
 I_COORD = 11
 N_CONF_I = 12
 COORD_NORM = -1
@@ -43,7 +43,7 @@ FP_NONE, FP_ABOVE, FP_BELOW = 0, 1, 2
 # groups are added in order, so float sums do not depend on chunks or threads.
 REDUCE_GROUP = 256
 
-# Columns of the vector kernels' timeseries sums: count, loss, |x - lambda(y)|^2,
+# Columns of the kernels' timeseries sums: count, loss, |x - lambda(y)|^2,
 # |y - y*|^2, then sum x_k and sum x_k^2 for each coordinate k at TS_STATE + 2k (+1).
 TS_COUNT, TS_LOSS, TS_TRACKING, TS_SLOW, TS_STATE = 0, 1, 2, 3, 4
 
@@ -105,3 +105,28 @@ def region(x, boundaries):
 def batch_group(i, conf_i):
     """Histogram batch of point-local trajectory i: floor(i * G / N)."""
     return (i * conf_i[I_HIST_GROUPS]) // conf_i[I_PER_POINT]
+
+
+@jitable(inline=True)
+def watched(th, l, coord):
+    """The watched scalar of lane l: coordinate ``coord`` of the state, or its norm."""
+    if coord == COORD_NORM:
+        total = 0.0
+        for k in range(th.shape[0]):
+            total += np.float64(th[k, l]) * np.float64(th[k, l])
+        return np.sqrt(total)
+    # A weighted sum over every coordinate rather than th[coord, l]: the index is not known
+    # at compile time, and an indexed read (which a compare-and-select loop is folded back
+    # into) would force the GPU kernel to keep the state in local memory instead of
+    # registers. A non-finite coordinate makes the sum non-finite, which is a divergence
+    # in every kernel anyway (any non-finite coordinate is).
+    value = 0.0
+    for k in range(th.shape[0]):
+        value += np.float64(th[k, l]) * np.float64(k == coord)
+    return value
+
+
+@jitable
+def no_error(th, l, p, eps):
+    """Stands in for a two-time-scale error of a model that has none."""
+    return 0.0

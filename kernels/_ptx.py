@@ -19,7 +19,8 @@ from types import SimpleNamespace
 
 import numba
 
-__all__ = ["compile_kernel_ptx", "assemble", "find_ptxas", "occupancy", "PtxasFigures"]
+__all__ = ["compile_kernel_ptx", "assemble", "find_ptxas", "find_nvdisasm", "occupancy",
+           "step_loop_instructions", "PtxasFigures"]
 
 
 @contextlib.contextmanager
@@ -68,6 +69,54 @@ def find_ptxas():
         for candidate in sorted(pathlib.Path(root).glob("*/bin/ptxas")):
             return str(candidate)
     return shutil.which("ptxas")
+
+
+def find_nvdisasm():
+    """Path of ``nvdisasm``: from the nvidia-cuda-nvdisasm wheel, else on PATH, else None."""
+    try:
+        import nvidia
+    except ImportError:
+        return shutil.which("nvdisasm")
+    for root in nvidia.__path__:
+        for candidate in sorted(pathlib.Path(root).glob("*/bin/nvdisasm")):
+            return str(candidate)
+    return shutil.which("nvdisasm")
+
+
+_SASS = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?);")
+_TARGET = re.compile(r"`\(\.L_x_(\d+)\)")
+_LABEL = re.compile(r"^\.L_x_(\d+):")
+
+
+def step_loop_instructions(cubin, nvdisasm=None):
+    """SASS instructions in the body of the kernel's step loop, or None without nvdisasm.
+
+    The step loop is the longest backward branch of the kernel (the time loop
+    encloses every other loop of the kernel body); the count is static: every
+    instruction between the loop's head and its backward branch, so it bounds
+    the instructions a step issues from above (branches not taken included).
+    """
+    nvdisasm = nvdisasm or find_nvdisasm()
+    if nvdisasm is None:
+        return None
+    text = subprocess.run([nvdisasm, "-c", os.fspath(cubin)], capture_output=True,
+                          text=True, check=True).stdout
+    labels, instructions = {}, []
+    for line in text.splitlines():
+        line = line.strip()
+        label = _LABEL.match(line)
+        if label:
+            labels[label.group(1)] = len(instructions)
+            continue
+        match = _SASS.search(line)
+        if match:
+            instructions.append(match.group(2))
+    longest = 0
+    for index, instruction in enumerate(instructions):
+        target = _TARGET.search(instruction)
+        if "BRA" in instruction and target and labels.get(target.group(1), index) < index:
+            longest = max(longest, index - labels[target.group(1)] + 1)
+    return longest
 
 
 class PtxasFigures(SimpleNamespace):

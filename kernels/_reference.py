@@ -1,32 +1,28 @@
 """The numpy backend: a readable reference with the same random words.
 
-It runs the very same model, dynamics, RNG and observable functions as the
-compiled backends, applied to whole arrays of trajectories, one Python-level
-loop iteration per step. Slow, and meant to be: it is what the fast kernels
-are checked against.
+It runs the very same model, dynamics and RNG functions as the compiled
+backends, on [d, n] arrays of all trajectories at once (lane ``slice(None)``),
+one Python-level loop iteration per step. Its bookkeeping of the observables
+is written here independently, in array form, from their definitions in
+kernels._observe (docs/CONTRACTS.md). Slow, and meant to be: it is what the
+fast kernels are checked against.
 """
 import numpy as np
 
 from ._observe import (
-    F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, I_FP_MODE,
-    I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN, I_LYAP_ON,
-    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, REDUCE_GROUP, TS_COUNT, TS_LOSS, TS_STATE,
+    COORD_NORM, F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, I_COORD,
+    I_FP_MODE, I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN,
+    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, REDUCE_GROUP,
 )
 
-__all__ = ["make_numpy_kernel", "trajectory_indices", "histogram_slots", "first_passage_hits"]
+__all__ = ["make_numpy_kernel"]
 
-
-def trajectory_indices(n, g_first, i_first, conf_i):
-    """(local, point-local, global index, reduction group, histogram batch) of a chunk."""
-    local = np.arange(n)
-    point_index = i_first + local
-    g = np.uint64(g_first) + local.astype(np.uint64)
-    batch = point_index * conf_i[I_HIST_GROUPS] // conf_i[I_PER_POINT]
-    return local, point_index, g, local // REDUCE_GROUP, batch
+_ALL = slice(None)
 
 
 def histogram_slots(value, t, conf_i, conf_f):
-    """kernels._observe.histogram_bin on an array of states; None when step t is not sampled."""
+    """The histogram slot of each state (see kernels._observe.histogram_bin); None when
+    step t is not sampled."""
     burn, thin = conf_i[I_HIST_BURN], conf_i[I_HIST_THIN]
     if not conf_i[I_HIST_ON] or t < burn or (t - burn) % thin != 0:
         return None
@@ -46,66 +42,91 @@ def first_passage_hits(value, running, first, conf_i, conf_f):
     return np.zeros(value.shape, dtype=bool)
 
 
-def make_numpy_kernel(advance, loss):
+def make_numpy_kernel(step, model, aux_rows=0, tangent=False):
     """Chunk kernel with the CPU kernel's signature, in plain numpy."""
+    dim, m = model.dim, model.x_dim
 
     def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
                boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
                lyap_steps, occupancy, hist, ts_partial, paths):
         n = x_init.shape[0]
         dtype = x_init.dtype
-        x = x_init.copy()
-        local, point_index, g, group, batch = trajectory_indices(n, g_first, i_first, conf_i)
+        th = x_init.T.copy()                                   # [d, n], the state's dtype
+        aux = np.zeros((max(aux_rows, 1), n))
+        v = np.full((dim, n), 1.0 / np.sqrt(dim))
+        local = np.arange(n)
+        point_index = i_first + local
+        g = np.uint64(g_first) + local.astype(np.uint64)
+        group = local // REDUCE_GROUP
+        batch = point_index * conf_i[I_HIST_GROUPS] // conf_i[I_PER_POINT]
         running = np.ones(n, dtype=bool)
         first = np.full(n, -1, dtype=np.int64)
         div = np.full(n, -1, dtype=np.int64)
         growth = np.zeros(n)
         grown = np.zeros(n, dtype=np.int64)
+        coord = conf_i[I_COORD]
         ts_index = {int(s): k for k, s in enumerate(ts_steps)}
-        path_rows = point_index < conf_i[I_PATH_COUNT]
+        rows = point_index < conf_i[I_PATH_COUNT]
         every = conf_i[I_PATH_EVERY]
+        eps = p[1] if m > 0 else 1.0
 
-        def record_ts(k, where):
-            values = x[where].astype(np.float64)
-            # Columns as kernels._observe: count, loss, (two-time-scale errors), x, x^2.
-            for column, contrib in ((TS_COUNT, np.ones_like(values)), (TS_LOSS, loss(values, p)),
-                                    (TS_STATE, values), (TS_STATE + 1, values * values)):
-                np.add.at(ts_partial[:, k, column], group[where], contrib)
+        def watched(state):
+            return np.sqrt((state * state).sum(axis=0)) if coord == COORD_NORM else state[coord]
+
+        def record(k, where):
+            state = th.astype(np.float64)
+            sums = [np.ones(n), model.loss(state, _ALL, p)]
+            if m > 0:
+                sums += [model.tracking_error(state, _ALL, p, eps),
+                         model.slow_error(state, _ALL, p, eps)]
+            else:
+                sums += [np.zeros(n), np.zeros(n)]
+            for c in range(dim):
+                sums += [state[c], state[c] * state[c]]
+            for column, contrib in enumerate(sums):
+                np.add.at(ts_partial[:, k, column], group[where],
+                          np.broadcast_to(contrib, (n,))[where])
 
         if 0 in ts_index:
-            record_ts(ts_index[0], running)
-        paths[point_index[path_rows], 0] = x[path_rows]
+            record(ts_index[0], running)
+        paths[point_index[rows], 0, :] = th[:, rows].T
         # Diverging and stopped trajectories make inf/NaN that are masked out below.
         with np.errstate(all="ignore"):
             for t in range(1, steps + 1):
                 if not running.any():
                     break
-                x_next, jac = advance(x, g, np.uint64(t), key_lo, key_hi, p, d)
-                x_next = np.asarray(x_next).astype(dtype)
-                x = np.where(running, x_next, x)
-                value = x.astype(np.float64)
-                bad = running & ~(np.abs(value) <= conf_f[F_DIV_THRESHOLD])
+                nxt, nxt_aux = np.empty((dim, n)), np.empty_like(aux)
+                before = v.copy()
+                norm = step(th.astype(np.float64), aux, v, nxt, nxt_aux, np.empty((3 * dim, n)),
+                            _ALL, g, np.uint64(t), key_lo, key_hi, p, d)
+                v = np.where(running, v, before)
+                th = np.where(running, nxt.astype(dtype), th)
+                aux = np.where(running, nxt_aux, aux)
+                value = watched(th.astype(np.float64))
+                bad = running & (~np.isfinite(th).all(axis=0)
+                                 | ~(np.abs(value) <= conf_f[F_DIV_THRESHOLD]))
                 div[bad] = t
                 running &= ~bad
-                if conf_i[I_LYAP_ON]:
-                    growth[running] += np.log(np.abs(np.broadcast_to(jac, x.shape)[running]))
+                if tangent:
+                    growth[running] += np.log(np.broadcast_to(norm, (n,))[running])
                     grown[running] += 1
                 hit = first_passage_hits(value, running, first, conf_i, conf_f)
                 first[hit] = t
-                slot = histogram_slots(value, t, conf_i, conf_f)
-                if slot is not None:
-                    np.add.at(hist[0], (batch[running], slot[running]), 1)
+                for c in range(dim):
+                    slots = histogram_slots(th[c].astype(np.float64), t, conf_i, conf_f)
+                    if slots is not None:
+                        np.add.at(hist[0], (batch[running], c, slots[running]), 1)
                 if occupancy.shape[0] > 0:
                     regions = np.searchsorted(boundaries, value, side="right")
                     np.add.at(occupancy, (local[running], regions[running]), 1)
                 if t in ts_index:
-                    record_ts(ts_index[t], running)
+                    record(ts_index[t], running)
                 if t % every == 0:
-                    rows = path_rows & running
-                    paths[point_index[rows], t // every] = x[rows]
+                    take = rows & running
+                    paths[point_index[take], t // every, :] = th[:, take].T
                 if conf_i[I_FP_STOP]:
                     running &= ~hit
-        x_final[:] = x
+        x_final[:] = th.T
         fp_steps[:] = first
         div_steps[:] = div
         log_growth[:] = growth

@@ -418,9 +418,6 @@ class _Resolver:
         if name in _schema.TWO_SCALE_MODELS and dyn == "sgd":
             self.fail("dynamics.name", f"model {_show(name)} has no finite sum for sgd: use "
                                        f"two_time_scale (SGD on f(x, eps y)), gd or langevin")
-        if name in _schema.VECTOR_MODELS and dynamics.get("noise") == "gaussian":
-            self.fail("dynamics.noise", f'"gaussian" is for 1-D models; model {_show(name)} '
-                                        f'uses "finite_sum"')
         dim, _ = _schema.state_dimension(model)
         if "vector" in init and len(init["vector"]) != dim:
             self.fail("init.vector", f"must have {dim} entries, one per coordinate "

@@ -109,12 +109,11 @@ class Points:
         if index not in self.cache:
             plan, point = self.plan, self.plan.points[index][1]
             kernel = kernels.get_kernel(plan.backend, self.models[index], point["dynamics"],
-                                        plan.dtype)
+                                        plan.dtype, tangent="lyapunov" in plan.observables)
             conf_i, conf_f = configuration(plan.observables, plan.per_point)
-            shape = (plan.path_count, plan.path_steps.size) + ((plan.dim,) if plan.vector else ())
-            paths = np.full(shape, np.nan, dtype=plan.dtype)
-            params = (kernels.vector_dynamics_params if plan.vector
-                      else kernels.dynamics_params)(point["dynamics"])
+            paths = np.full((plan.path_count, plan.path_steps.size, plan.dim), np.nan,
+                            dtype=plan.dtype)
+            params = kernels.dynamics_params(point["dynamics"])
             self.cache = {index: (kernel, params, conf_i, conf_f, paths)}
         return self.cache[index]
 
@@ -133,7 +132,7 @@ def execute(plan, points, first, progress, save=None, interval=None):
             kernel, d, conf_i, conf_f, paths = points.get(p)
             g_first = p * plan.per_point + a
             x0 = kernels.initial_state(plan.points[p][1]["init"], g_first, b - a, plan.seed,
-                                       plan.dtype, plan.dim if plan.vector else 0)
+                                       plan.dtype, plan.dim)
             out, seconds = kernel.run(x0, g_first, a, plan.steps, plan.seed,
                                       points.models[p].params, d, conf_i, conf_f,
                                       plan.boundaries, plan.ts_steps, paths)

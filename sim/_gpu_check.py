@@ -196,7 +196,7 @@ def _build(name, backend="cuda", observables=True, experiment=None,
     points = Points(plan, f"gpu-check:{name}")
     kernel, d, conf_i, conf_f, paths = points.get(0)
     x0 = kernels.initial_state(plan.points[0][1]["init"], 0, trajectories, plan.seed,
-                               plan.dtype, plan.dim if plan.vector else 0)
+                               plan.dtype, plan.dim)
     inputs = (x0, 0, 0, plan.steps, plan.seed, points.models[0].params, d, conf_i, conf_f,
               plan.boundaries, plan.ts_steps, paths)
     return kernel, inputs, experiment

@@ -14,7 +14,7 @@ import kernels
 from kernels import REDUCE_GROUP
 
 from ._config import ExperimentError
-from ._schema import VECTOR_MODELS, state_dimension
+from ._schema import state_dimension
 
 __all__ = ["Plan", "make_plan", "sweep_points", "timeseries_steps", "shard_range",
            "model_for", "check_capabilities", "configuration", "HISTOGRAM_GROUPS", "AUTO_CHUNK"]
@@ -76,21 +76,15 @@ def model_for(spec, dynamics=None):
     Two-time-scale models take ``eps`` from the dynamics (1 under gd/langevin).
     """
     name = spec["name"]
-    if name in VECTOR_MODELS:
-        eps = (dynamics or {}).get("eps", 1.0)
-        return kernels.vector_model(spec, eps)
     if ":" in name:
         module_name, attr = name.split(":", 1)
         obj = getattr(importlib.import_module(module_name), attr)
         return kernels.user_model(obj, name)
-    return kernels.builtin_model(spec)
+    return kernels.builtin_model(spec, (dynamics or {}).get("eps", 1.0))
 
 
 def check_capabilities(model, point, source):
     """Bad input when an observable or noise needs a function the model lacks."""
-    if "lyapunov" in point["observables"] and not model.has_hess:
-        raise ExperimentError(source, "observables.lyapunov",
-                              "needs the model's second_derivative")
     dyn = point["dynamics"]
     if dyn["name"] == "sgd" and dyn.get("noise", "finite_sum") == "finite_sum" \
             and not model.has_samples:
@@ -171,7 +165,6 @@ class Plan:
     bins: int = 1
     dim: int = 1          # coordinates of the state
     x_dim: int = 0        # of which the fast variable x (two-time-scale models)
-    vector: bool = False  # d-dimensional kernels (also for d = 1 vector models)
 
     @property
     def observables(self):
@@ -228,7 +221,6 @@ def make_plan(experiment, backend, shard=None, chunk=None):
         bins=observables["histogram"]["bins"] if "histogram" in observables else 1,
     )
     plan.dim, plan.x_dim = state_dimension(experiment["model"])
-    plan.vector = experiment["model"]["name"] in VECTOR_MODELS
     plan.chunks = [(p, a, min(a + chunk, hi)) for p in range(len(points))
                    for a in range(lo, hi, chunk)]
     return plan

@@ -371,10 +371,6 @@ np.save(out / ("b_" + __import__("os").environ["SGDSIM_CACHE_DIR"].replace("/", 
     np.testing.assert_array_equal(finals[0], finals[2])
 
 
-@pytest.mark.xfail(strict=True, reason="kernels at afa6a75: the vector CPU kernel's inner "
-                   "functions keep numba's per-process symbol names, so a gd and an sgd kernel "
-                   "of one model, compiled in different processes and loaded into one, share "
-                   "the update; remove this marker once kernels keep them apart")
 def test_disk_cache_keeps_kernels_of_different_dynamics_apart(tmp_path):
     # The same model under gd and sgd, each compiled and cached by a process of its own,
     # then both loaded from the cache into a third: each must give its own bits.
