@@ -96,7 +96,8 @@ class SgdsimWorkload:
         self.model = kernels.builtin_model(resolved["model"])
         self.d = kernels.dynamics_params(resolved["dynamics"])
         self.conf_i, self.conf_f = _configuration(resolved["observables"], trajectories)
-        self.kernel = kernels.get_kernel(backend, self.model, resolved["dynamics"], self.dtype)
+        self.kernel = kernels.get_kernel(backend, self.model, resolved["dynamics"], self.dtype,
+                                         resolved["observables"])
         self.x0 = kernels.initial_state(resolved["init"], 0, trajectories, seed, self.dtype,
                                         self.model.dim)
         self.boundaries = np.zeros(0)

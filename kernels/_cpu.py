@@ -15,16 +15,19 @@ The tangent growth is kept as a running product of |J v| folded into the log
 sum whenever it leaves [2**-500, 2**500] (and at the end), so no libm log is
 called per step; the sum equals the per-step sum of logs up to rounding.
 """
+import itertools
 import math
+import os
 
 import numba
 import numpy as np
+from numba.core.bytecode import FunctionIdentity
 
 from ._dynamics import renormaliser
 from ._jit import jitable
 from ._observe import (
-    F_DIV_THRESHOLD, F_FP_LEVEL, FP_ABOVE, FP_BELOW, I_COORD, I_FP_MODE, I_FP_STOP,
-    I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP,
+    F_DIV_THRESHOLD, F_FP_LEVEL, FP_ABOVE, FP_BELOW, FP_NONE, OBSERVABLES, I_COORD, I_FP_MODE,
+    I_FP_STOP, I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP,
     TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group, histogram_bin, region,
     no_error, watched,
 )
@@ -35,6 +38,23 @@ LANES = 64
 LANE_DIM = 1           # states up to this dimension run 64 lanes at a time
 _FOLD_HI = 2.0**500
 _FOLD_LO = 2.0**-500
+
+
+def _distinct_symbols():
+    """Start numba's per-process function counter at a random point.
+
+    numba names every compiled function by its qualname and a counter that
+    starts at 1 in every process, and a cached kernel carries the functions it
+    calls under those names. Two processes that compiled different closures of
+    one definition (the update of gd and of sgd, say) thus gave them the same
+    symbol, and a third process that loaded both kernels from the cache ran one
+    closure's code for both. A random start per process keeps the names apart.
+    """
+    start = int.from_bytes(os.urandom(6), "little") << 8
+    FunctionIdentity._unique_ids = itertools.count(start)
+
+
+_distinct_symbols()
 
 
 def compile_cpu(kernel, name, cache):
@@ -49,9 +69,10 @@ def compile_cpu(kernel, name, cache):
     return numba.njit(parallel=True, error_model="numpy", cache=cache)(kernel)
 
 
-def _committer(dim):
+def _committer(dim, aux_size):
     @jitable(inline=True)
-    def commit(th, nxt, lane, running, unpassed, flag, threshold, sign, signed_level, coord):
+    def commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag, threshold, sign,
+               signed_level, coord):
         """Commit lane's update if it is running (rounded to the state dtype) and flag its
         events: 2 diverged, 1 first passage, 0 none. Branch-free, so the lane loops that
         call it vectorise."""
@@ -61,6 +82,8 @@ def _committer(dim):
             value = nxt[k, lane] if r != 0 else th[k, lane]
             th[k, lane] = value
             finite = finite and math.isfinite(th[k, lane])
+        for k in range(aux_size):
+            aux[k, lane] = nxt_aux[k, lane] if r != 0 else aux[k, lane]
         x = watched(th, lane, coord)
         bad = np.int64(not (finite and abs(x) <= threshold))
         hit = unpassed[lane] * np.int64(sign * x >= signed_level)
@@ -94,8 +117,8 @@ def make_recorder(model):
     return record
 
 
-def make_cpu_kernel(rule, model, cache=False, split_update=False, tangent=False,
-                    name="sgdsim_kernel"):
+def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OBSERVABLES,
+                    name="sgdsim_kernel", aux_size=0):
     """Compile the chunk kernel of one model and dynamics rule for the CPU.
 
     ``rule`` is the (update, tangent_map) pair of kernels._dynamics.make_rule.
@@ -104,8 +127,9 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, tangent=False,
     commit: an update that gathers from the parameter vector (a random
     sample's curvature) next to the commit's stores does not vectorise fused,
     and does split (1.7x on SGD over quadratic_finite_sum); a fused loop is
-    2-3x faster for every other update. ``tangent`` compiles the Lyapunov
-    tangent in.
+    2-3x faster for every other update. Only the ``observables`` named are
+    compiled in (the Lyapunov tangent with "lyapunov"); the others' outputs stay
+    as allocated (-1 steps, zero counts).
 
     Signature (all outputs preallocated; see kernels.ChunkKernel.run for shapes):
     kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
@@ -115,12 +139,15 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, tangent=False,
     dim, m = model.dim, model.x_dim
     lanes_per_block = LANES if dim <= LANE_DIM else 1
     blocks = REDUCE_GROUP // lanes_per_block
-    aux_rows = 1
+    aux_rows = max(aux_size, 1)      # the dynamics' auxiliary buffers (zero at the start)
     two_scale = m > 0
     # Plain booleans, so numba prunes the branch not taken before it inlines the step:
     # one copy of the step in the kernel, not one per variant (compile time).
+    tangent = "lyapunov" in observables
     split = bool(split_update and not tangent)
-    commit = _committer(dim)
+    HIST, OCC, TS, PATHS, FP = (name in observables for name in
+                                ("histogram", "occupancy", "timeseries", "paths", "first_passage"))
+    commit = _committer(dim, aux_size)
     update, tangent_map = rule
     renormalise = renormaliser(dim)
     _record = make_recorder(model)
@@ -131,20 +158,20 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, tangent=False,
         L = lanes_per_block
         n = x_init.shape[0]
         n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
-        n_ts = ts_steps.shape[0]
-        occ_on = occupancy.shape[0] > 0
+        n_ts = ts_steps.shape[0] if TS else 0
+        occ_on = OCC and occupancy.shape[0] > 0
         n_regions = max(occupancy.shape[1], 1)
         stop_on_pass = conf_i[I_FP_STOP] != 0
-        path_count = conf_i[I_PATH_COUNT]
+        path_count = conf_i[I_PATH_COUNT] if PATHS else 0
         path_every = conf_i[I_PATH_EVERY]
-        hist_on = conf_i[I_HIST_ON] != 0
+        hist_on = HIST and conf_i[I_HIST_ON] != 0
         burn_in = conf_i[I_HIST_BURN]
         thin = conf_i[I_HIST_THIN]
         coord = conf_i[I_COORD]
         threshold = conf_f[F_DIV_THRESHOLD]
         eps = p[1] if two_scale else 1.0
         # First passage as one comparison: sign * x >= sign * level (never true when off).
-        mode = conf_i[I_FP_MODE]
+        mode = conf_i[I_FP_MODE] if FP else FP_NONE
         sign = 1.0 if mode == FP_ABOVE else (-1.0 if mode == FP_BELOW else 0.0)
         signed_level = sign * conf_f[F_FP_LEVEL] if mode != 0 else 1.0
         for group in numba.prange(n_groups):
@@ -178,6 +205,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, tangent=False,
                     growth[lane] = 0.0
                     product[lane] = 1.0
                     grown[lane] = 0
+                    for k in range(aux_rows):
+                        aux[k, lane] = 0.0
                     for k in range(dim):
                         th[k, lane] = x_init[base + lane, k] if lane < lanes else 0.0
                         v[k, lane] = 1.0 / math.sqrt(dim)
@@ -206,8 +235,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, tangent=False,
                             update(th, aux, nxt, nxt_aux, buf, lane, g0 + np.uint64(lane), tu,
                                    key_lo, key_hi, p, d)
                         for lane in range(L):
-                            f = commit(th, nxt, lane, running, unpassed, flag, threshold,
-                                       sign, signed_level, coord)
+                            f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
+                                       threshold, sign, signed_level, coord)
                             events |= f
                     elif tangent:
                         for lane in range(L):
@@ -217,8 +246,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, tangent=False,
                             tangent_map(th, aux, v, buf, lane, g, tu, key_lo, key_hi, p, d,
                                         extra)
                             norm = renormalise(v, lane)
-                            f = commit(th, nxt, lane, running, unpassed, flag, threshold,
-                                       sign, signed_level, coord)
+                            f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
+                                       threshold, sign, signed_level, coord)
                             events |= f
                             counts = running[lane] * np.int64(f < 2)
                             product[lane] *= norm if counts != 0 else 1.0
@@ -228,8 +257,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, tangent=False,
                         for lane in range(L):
                             update(th, aux, nxt, nxt_aux, buf, lane, g0 + np.uint64(lane), tu,
                                    key_lo, key_hi, p, d)
-                            f = commit(th, nxt, lane, running, unpassed, flag, threshold,
-                                       sign, signed_level, coord)
+                            f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
+                                       threshold, sign, signed_level, coord)
                             events |= f
                     if folds != 0:
                         for lane in range(L):

@@ -1,14 +1,25 @@
 """The CUDA kernel template: numba-cuda, one thread per trajectory.
 
-A thread's state, auxiliary buffers, tangent vector and scratch are
-thread-local [rows, 1] arrays (lane 0 of kernels._models' layout) whose sizes
-are compile-time constants, so for a small state they live in registers for
-all T steps. A thread block is one reduction group (REDUCE_GROUP
-trajectories): the timeseries sums are reduced column by column through one
-shared buffer in a fixed tree order and written once per block and recorded
-step. Histograms go to global memory with integer atomics (exact, so
-order-independent). Runs on a GPU, or on the CPU under
-``NUMBA_ENABLE_CUDASIM=1`` for tests.
+A thread's state, tangent vector and scratch are thread-local [rows, 1]
+arrays (lane 0 of kernels._models' layout) whose sizes are compile-time
+constants, so for a small state they live in registers for all T steps. The
+kernel is generated per set of enabled observables: what a run does not ask
+for is not compiled in (the Lyapunov tangent included). Before the step loop
+every loop invariant is copied into registers: the dynamics parameters, the
+model parameters (unless the model gathers from them at run time, as a
+finite sum's sample does), the observables' configuration and the occupancy
+boundaries; array arguments could alias the output stores, so a load of them
+inside the loop would be repeated every step. Step arithmetic is 32-bit, the
+occupancy counters are registers, and histograms are counted in a per-block
+shared-memory copy, added to the global one once at the end of the block
+(global atomics only for histograms too large for it).
+
+A thread block is one reduction group (REDUCE_GROUP trajectories): the
+timeseries sums are reduced column by column through one shared buffer in a
+fixed tree order and written once per block and recorded step. The update is
+float64 arithmetic, the state rounded to its dtype after every step; float32
+runs draw their normals with the float32 transform. Runs on a GPU, or on the
+CPU under ``NUMBA_ENABLE_CUDASIM=1`` for tests.
 """
 import math
 
@@ -21,15 +32,21 @@ except ImportError:  # pragma: no cover - depends on the install
     cuda = None
 
 from ._observe import (
-    F_DIV_THRESHOLD, I_COORD, I_FP_STOP, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP, TS_COUNT,
-    TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group, histogram_bin, passed, region,
-    no_error, watched,
+    F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, FP_NONE, I_COORD,
+    I_FP_MODE, I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN,
+    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, OBSERVABLES, REDUCE_GROUP, TS_COUNT, TS_LOSS,
+    TS_SLOW, TS_STATE, TS_TRACKING, no_error, watched,
 )
 
-__all__ = ["make_cuda_kernel", "cuda_usable"]
+__all__ = ["make_cuda_kernel", "cuda_usable", "HIST_SHARED_SLOTS", "MAX_REGISTER_REGIONS"]
 
-# Threads check every this many steps whether their whole block has finished.
-_EXIT_CHECK = 64
+# Threads check every this many steps (a power of two) whether their block has finished.
+_EXIT_MASK = 63
+# Histogram slots a block counts in shared memory (int32, 16 KiB); larger histograms
+# (groups x d x (bins + 2) above this) count with global atomics.
+HIST_SHARED_SLOTS = 4096
+# Occupancy regions counted in registers; more regions count in global memory.
+MAX_REGISTER_REGIONS = 4
 
 
 def cuda_usable():
@@ -42,16 +59,31 @@ def cuda_usable():
         return False
 
 
-def make_cuda_kernel(step, model, dtype, tangent=False):
-    """Compile the chunk kernel (same signature as the CPU one) for CUDA."""
+def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, aux_size=0):
+    """Compile the chunk kernel (same signature as the CPU one) for CUDA.
+
+    ``n_dynamics`` is the length of the dynamics parameter vector.
+    """
     dim, m = model.dim, model.x_dim
     loss = model.loss
     tracking_error = model.tracking_error or no_error
     slow_error = model.slow_error or no_error
     two_scale = m > 0
     state_type = numba.from_dtype(np.dtype(dtype))
-    aux_rows = 1
-    buf_rows = 3 * dim      # local array shapes must be compile-time constants
+    aux_rows = max(aux_size, 1)      # the dynamics' auxiliary buffers (zero at the start)
+    buf_rows = 3 * dim             # local array shapes must be compile-time constants
+    n_d = max(n_dynamics, 1)
+    # A model that indexes its parameters at run time keeps them in global memory (a
+    # local array indexed at run time would live in local memory, not registers).
+    n_p = 0 if model.gathers else len(model.params)
+    copy_p = n_p > 0
+    n_pl = max(n_p, 1)
+    tangent = "lyapunov" in observables
+    HIST, OCC, TS, PATHS, FP = (name in observables for name in
+                                ("histogram", "occupancy", "timeseries", "paths", "first_passage"))
+    n_bounds = MAX_REGISTER_REGIONS - 1
+    hist_slots = HIST_SHARED_SLOTS if HIST else 1
+    ts_shared = REDUCE_GROUP if TS else 1
 
     @cuda.jit(device=True)
     def reduce_column(shared, lane, value, ts_partial, group, k, column):
@@ -76,47 +108,86 @@ def make_cuda_kernel(step, model, dtype, tangent=False):
         group = cuda.blockIdx.x
         j = group * REDUCE_GROUP + lane
         inside = j < n
-        shared = cuda.shared.array(REDUCE_GROUP, numba.float64)
         th = cuda.local.array((dim, 1), state_type)
         nxt = cuda.local.array((dim, 1), numba.float64)
         aux = cuda.local.array((aux_rows, 1), numba.float64)
         nxt_aux = cuda.local.array((aux_rows, 1), numba.float64)
         v = cuda.local.array((dim, 1), numba.float64)
         buf = cuda.local.array((buf_rows, 1), numba.float64)
-        n_ts = ts_steps.shape[0]
-        occ_on = occupancy.shape[0] > 0
-        stop_on_pass = conf_i[I_FP_STOP] != 0
-        path_count = conf_i[I_PATH_COUNT]
-        path_every = conf_i[I_PATH_EVERY]
-        coord = conf_i[I_COORD]
+        # Loop invariants, in registers.
+        dl = cuda.local.array(n_d, numba.float64)
+        for k in range(n_d):
+            dl[k] = d[k] if k < d.shape[0] else 0.0
+        pl = cuda.local.array(n_pl, numba.float64)
+        if copy_p:
+            for k in range(n_pl):
+                pl[k] = p[k]
         threshold = conf_f[F_DIV_THRESHOLD]
+        coord = conf_i[I_COORD]
         eps = p[1] if two_scale else 1.0
+        mode = conf_i[I_FP_MODE] if FP else FP_NONE
+        sign = 1.0 if mode == FP_ABOVE else (-1.0 if mode == FP_BELOW else 0.0)
+        signed_level = sign * conf_f[F_FP_LEVEL] if mode != FP_NONE else 1.0
+        stop_on_pass = conf_i[I_FP_STOP] != 0
         i = i_first + j
         g = np.uint64(g_first) + np.uint64(j)
         row = j if inside else 0
+        # Histogram: sampled steps t >= burn, (t - burn) % thin == 0; slots as
+        # kernels._observe.histogram_bin.
+        hist_on = HIST and conf_i[I_HIST_ON] != 0
+        burn = np.int32(conf_i[I_HIST_BURN])
+        thin = np.int32(conf_i[I_HIST_THIN])
+        bins = np.int32(conf_i[I_HIST_BINS])
+        lo = conf_f[F_HIST_LO]
+        hi = conf_f[F_HIST_HI]
+        width = hi - lo
+        n_slots = conf_i[I_HIST_GROUPS] * dim * (bins + 2)
+        in_shared = n_slots <= hist_slots
+        batch = (i * conf_i[I_HIST_GROUPS]) // conf_i[I_PER_POINT]
+        counts = cuda.shared.array(hist_slots, numba.int32)
+        if hist_on and in_shared:
+            for s in range(lane, n_slots, REDUCE_GROUP):
+                counts[s] = 0
+            cuda.syncthreads()
+        # Occupancy: counters and boundaries in registers (up to MAX_REGISTER_REGIONS).
+        occ_on = OCC and occupancy.shape[0] > 0
+        n_regions = occupancy.shape[1]
+        in_registers = n_regions <= MAX_REGISTER_REGIONS
+        bounds = cuda.local.array(n_bounds, numba.float64)
+        occ = cuda.local.array(MAX_REGISTER_REGIONS, numba.int32)
+        for r in range(n_bounds):
+            bounds[r] = boundaries[r] if OCC and r < boundaries.shape[0] else math.inf
+        for r in range(MAX_REGISTER_REGIONS):
+            occ[r] = 0
+        path_count = conf_i[I_PATH_COUNT] if PATHS else 0
+        path_every = np.int32(conf_i[I_PATH_EVERY])
+        n_ts = ts_steps.shape[0] if TS else 0
+        shared = cuda.shared.array(ts_shared, numba.float64)
         for k in range(dim):
             th[k, 0] = x_init[row, k]
             v[k, 0] = 1.0 / math.sqrt(dim)
-        aux[0, 0] = 0.0
+        for k in range(aux_rows):
+            aux[k, 0] = 0.0
         running = inside
-        first = -1
-        div = -1
+        first = np.int32(-1)
+        div = np.int32(-1)
         growth = 0.0
-        grown = 0
+        grown = np.int32(0)
         next_ts = 0
-        if inside and i < path_count:
+        if PATHS and inside and i < path_count:
             for k in range(dim):
                 paths[i, 0, k] = th[k, 0]
-        for t in range(0, steps + 1):
+        last = np.int32(steps)
+        for t in range(np.int32(0), last + np.int32(1)):
             contributes = running
             if t > 0 and running:
                 norm = step(th, aux, v, nxt, nxt_aux, buf, 0, g, np.uint64(t), key_lo, key_hi,
-                            p, d)
+                            pl if copy_p else p, dl)
                 finite = True
                 for k in range(dim):
                     th[k, 0] = nxt[k, 0]
                     finite = finite and math.isfinite(th[k, 0])
-                for k in range(aux_rows):
+                for k in range(aux_size):
                     aux[k, 0] = nxt_aux[k, 0]
                 value = watched(th, 0, coord)
                 if not (finite and abs(value) <= threshold):
@@ -126,22 +197,41 @@ def make_cuda_kernel(step, model, dtype, tangent=False):
                 else:
                     if tangent:
                         growth += math.log(norm)
-                        grown += 1
-                    if first < 0 and passed(value, conf_i, conf_f):
+                        grown += np.int32(1)
+                    if FP and first < 0 and sign * value >= signed_level:
                         first = t
                         if stop_on_pass:
                             running = False
-                    batch = batch_group(i, conf_i)
-                    for k in range(dim):
-                        slot = histogram_bin(th[k, 0], t, conf_i, conf_f)
-                        if slot >= 0:
-                            cuda.atomic.add(hist, (0, batch, k, slot), 1)
+                    if hist_on and t >= burn and (t - burn) % thin == 0:
+                        for k in range(dim):
+                            x = np.float64(th[k, 0])
+                            if x < lo:
+                                slot = bins
+                            elif x >= hi:
+                                slot = bins + np.int32(1)
+                            else:
+                                # Rounding can put x just below hi into bin `bins`.
+                                slot = min(np.int32((x - lo) / width * bins), bins - np.int32(1))
+                            if in_shared:
+                                cuda.atomic.add(counts, (batch * dim + k) * (bins + 2) + slot, 1)
+                            else:
+                                cuda.atomic.add(hist, (0, batch, k, slot), 1)
                     if occ_on:
-                        occupancy[j, region(value, boundaries)] += 1
-                    if i < path_count and t % path_every == 0:
+                        if in_registers:
+                            reg = np.int32(0)
+                            for r in range(n_bounds):
+                                reg += np.int32(bounds[r] <= value)
+                            for r in range(MAX_REGISTER_REGIONS):
+                                occ[r] += np.int32(reg == r)
+                        else:
+                            reg = 0
+                            for b in boundaries:
+                                reg += np.int64(b <= value)
+                            occupancy[j, reg] += 1
+                    if PATHS and i < path_count and t % path_every == 0:
                         for k in range(dim):
                             paths[i, t // path_every, k] = th[k, 0]
-            if next_ts < n_ts and ts_steps[next_ts] == t:
+            if TS and next_ts < n_ts and ts_steps[next_ts] == t:
                 # Column by column (kernels._observe TS_*), each value computed where it is
                 # reduced: no per-thread array of columns, so the state stays in registers.
                 count = 1.0 if contributes else 0.0
@@ -161,8 +251,17 @@ def make_cuda_kernel(step, model, dtype, tangent=False):
                     reduce_column(shared, lane, x * x, ts_partial, group, next_ts,
                                   TS_STATE + 2 * k + 1)
                 next_ts += 1
-            if t % _EXIT_CHECK == 0 and cuda.syncthreads_or(np.int32(running)) == 0:
+            if (t & _EXIT_MASK) == 0 and cuda.syncthreads_or(np.int32(running)) == 0:
                 break
+        if hist_on and in_shared:
+            cuda.syncthreads()
+            per_batch = dim * (bins + 2)
+            for s in range(lane, n_slots, REDUCE_GROUP):
+                if counts[s] != 0:
+                    b = s // per_batch
+                    rest = s - b * per_batch
+                    k = rest // (bins + 2)
+                    cuda.atomic.add(hist, (0, b, k, rest - k * (bins + 2)), np.int64(counts[s]))
         if inside:
             for k in range(dim):
                 x_final[j, k] = th[k, 0]
@@ -170,5 +269,9 @@ def make_cuda_kernel(step, model, dtype, tangent=False):
             div_steps[j] = div
             log_growth[j] = growth
             lyap_steps[j] = grown
+            if occ_on and in_registers:
+                for r in range(MAX_REGISTER_REGIONS):
+                    if r < n_regions:
+                        occupancy[j, r] = occ[r]
 
     return kernel

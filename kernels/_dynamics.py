@@ -31,7 +31,8 @@ import numpy as np
 from ._jit import jitable
 from ._philox import normal_pair, normal_pair32, step_block, uniform_index
 
-__all__ = ["make_step", "make_rule", "renormaliser", "dynamics_params", "aux_size", "DYNAMICS", "TWO_SCALE_DYNAMICS"]
+__all__ = ["make_step", "make_rule", "renormaliser", "dynamics_params", "aux_size", "DYNAMICS",
+           "TWO_SCALE_DYNAMICS"]
 
 _inline = jitable(inline=True)
 _ZERO = np.uint64(0)

@@ -19,8 +19,8 @@ import numba
 import numpy as np
 
 from ._cpu import LANE_DIM, make_cpu_kernel
-from ._dynamics import aux_size, make_rule, make_step
-from ._observe import I_HIST_BINS, I_HIST_GROUPS, REDUCE_GROUP
+from ._dynamics import aux_size, dynamics_params, make_rule, make_step
+from ._observe import I_HIST_BINS, I_HIST_GROUPS, OBSERVABLES, REDUCE_GROUP
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
 
@@ -273,24 +273,27 @@ def _numba_cache_dir(path):
         numba.config.CACHE_DIR = previous
 
 
-def get_kernel(backend, model, dynamics, dtype, cache=True, tangent=False):
+def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=True):
     """The chunk kernel for a model, a resolved ``[dynamics]`` table and a dtype.
 
     One kernel is compiled per (model functions, dynamics, noise kind, state
-    dtype, for sgd whether B = 1, and whether the Lyapunov tangent is on);
-    parameters are arguments, so sweeps reuse it. CPU kernels are cached on disk
-    across runs (see ``cache_dir``).
+    dtype, for sgd whether B = 1, and the set of ``observables`` compiled in:
+    names as in kernels._observe.OBSERVABLES, the Lyapunov tangent with
+    "lyapunov"); parameters are arguments, so sweeps reuse it. CPU kernels are
+    cached on disk across runs (see ``cache_dir``).
     """
     dtype = np.dtype(dtype)
     name = dynamics["name"]
     noise = dynamics.get("noise", "finite_sum")
     precision = "float32" if dtype == np.float32 else "float64"
     single = name == "sgd" and dynamics.get("batch_size", 1) == 1
-    tangent = bool(tangent)
-    key = (backend, model.specialisation, name, noise, precision, single, tangent,
-           dtype if backend == "cuda" else None)
+    observables = frozenset(observables) & OBSERVABLES
+    tangent = "lyapunov" in observables
+    key = (backend, model.specialisation, name, noise, precision, single, observables,
+           (dtype, len(model.params)) if backend == "cuda" else None)
     if key not in _KERNELS:
-        variant = f"{name}|{noise}|{precision}|single={single}|tangent={tangent}"
+        variant = (f"{name}|{noise}|{precision}|single={single}|"
+                   f"observables={','.join(sorted(observables))}")
         if backend == "cpu":
             rule = make_rule(model, name, noise, precision, single,
                              inline=model.dim <= LANE_DIM)
@@ -300,13 +303,16 @@ def get_kernel(backend, model, dynamics, dtype, cache=True, tangent=False):
             if folder is not None:
                 os.makedirs(folder, exist_ok=True)
                 with _numba_cache_dir(folder):
-                    kernel = make_cpu_kernel(rule, model, True, split, tangent, kernel_name)
+                    kernel = make_cpu_kernel(rule, model, True, split, observables, kernel_name,
+                                             aux_size(name, model.dim))
             else:
-                kernel = make_cpu_kernel(rule, model, False, split, tangent, kernel_name)
+                kernel = make_cpu_kernel(rule, model, False, split, observables, kernel_name,
+                                         aux_size(name, model.dim))
         elif backend == "cuda":
             from ._cuda import make_cuda_kernel
             step = make_step(model, name, noise, precision, single, tangent)
-            kernel = make_cuda_kernel(step, model, dtype, tangent)
+            kernel = make_cuda_kernel(step, model, dtype, observables,
+                                      len(dynamics_params(dynamics)), aux_size(name, model.dim))
         elif backend == "numpy":
             step = make_step(model, name, noise, precision, single, tangent)
             kernel = make_numpy_kernel(step, model, aux_size(name, model.dim), tangent)
@@ -315,3 +321,4 @@ def get_kernel(backend, model, dynamics, dtype, cache=True, tangent=False):
         _KERNELS[key] = kernel
     return ChunkKernel(backend, _KERNELS[key], dtype, model.dim,
                        user_functions=model.user_functions)
+

@@ -644,7 +644,8 @@ def builtin_model(spec, eps=None):
                                                        int(spec.get("data_seed", 0)))
         return Model(name, d, *_linear_regression_functions(d),
                      np.concatenate([[n, d], a.ravel(), b]),
-                     info={"loss_min": loss_min, "w_min": w_min}, fingerprint=f"dim={d}")
+                     info={"loss_min": loss_min, "w_min": w_min}, fingerprint=f"dim={d}",
+                     gathers=True)
     raise KeyError(name)
 
 

@@ -20,7 +20,8 @@ __all__ = [
     "I_HIST_BINS", "I_LYAP_ON", "I_PATH_COUNT", "I_PATH_EVERY", "I_PER_POINT", "N_CONF_I",
     "I_COORD", "COORD_NORM", "TS_COUNT", "TS_LOSS", "TS_TRACKING", "TS_SLOW", "TS_STATE",
     "F_FP_LEVEL", "F_DIV_THRESHOLD", "F_HIST_LO", "F_HIST_HI", "N_CONF_F",
-    "FP_NONE", "FP_ABOVE", "FP_BELOW", "diverged", "passed", "histogram_bin", "region",
+    "FP_NONE", "FP_ABOVE", "FP_BELOW", "OBSERVABLES", "diverged", "passed", "histogram_bin",
+    "region",
     "batch_group", "REDUCE_GROUP", "watched", "no_error",
 ]
 
@@ -37,6 +38,11 @@ F_FP_LEVEL, F_DIV_THRESHOLD, F_HIST_LO, F_HIST_HI = 0, 1, 2, 3
 N_CONF_F = 4
 
 FP_NONE, FP_ABOVE, FP_BELOW = 0, 1, 2
+
+# The observables a kernel can compile in; a kernel is specialised to the set a run
+# enables (kernels.get_kernel), so what is off costs nothing per step.
+OBSERVABLES = frozenset(("histogram", "first_passage", "divergence", "occupancy", "timeseries",
+                         "paths", "lyapunov"))
 
 # Trajectories per deterministic reduction group: timeseries sums are formed
 # over each aligned group of this many trajectories in index order, then the

@@ -52,7 +52,8 @@ def compile_kernel_ptx(kernel, args, cc):
 
 def _options(kernel):
     options = getattr(kernel, "targetoptions", {})
-    return {k: options[k] for k in ("fastmath", "lineinfo", "debug") if options.get(k)}
+    return {k: options[k] for k in ("fastmath", "lineinfo", "debug", "launch_bounds")
+            if options.get(k)}
 
 
 def find_ptxas():

@@ -109,7 +109,7 @@ class Points:
         if index not in self.cache:
             plan, point = self.plan, self.plan.points[index][1]
             kernel = kernels.get_kernel(plan.backend, self.models[index], point["dynamics"],
-                                        plan.dtype, tangent="lyapunov" in plan.observables)
+                                        plan.dtype, plan.observables)
             conf_i, conf_f = configuration(plan.observables, plan.per_point)
             paths = np.full((plan.path_count, plan.path_steps.size, plan.dim), np.nan,
                             dtype=plan.dtype)

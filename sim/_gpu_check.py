@@ -4,11 +4,14 @@ Each variant is a small experiment whose CUDA chunk kernel is built exactly as
 a run builds it (``kernels.get_kernel``), compiled to PTX by numba-cuda for
 each requested compute capability and assembled by ``ptxas``, whose figures
 (registers, stack frame, spills, shared memory) and the theoretical occupancy
-of the launch are reported. Observables are runtime switches of one kernel,
-so a variant is one (model functions, dynamics, noise kind, dtype) kernel; each
-variant's experiment turns on every observable its model supports, and where
-a GPU is present each variant runs once with them on and once with them off,
-on the device and on the CPU backend, which must agree.
+of the launch are reported, with the SASS instructions of the step loop's body
+(``step``: a static count, read with ``nvdisasm`` when the nvidia-cuda-nvdisasm
+wheel or the CUDA toolkit provides it). A kernel is compiled per set of
+enabled observables; each variant's experiment turns on every observable its
+model supports, the ``bench/`` variants only what the benchmark workloads
+record, and where a GPU is present each variant runs once with them on and
+once with them off (two kernels), on the device and on the CPU backend, which
+must agree.
 
 Compiles run in parallel worker processes, one pool per compute capability
 (numba-cuda builds device functions for the capability it is told, and keeps
@@ -150,6 +153,17 @@ def _variants():
                 observables.pop("lyapunov")
             variants[f"vector/{name}/{dtype}"] = _experiment(
                 model, dynamics, dtype, observables, {"normal": {"mean": 0.0, "std": 1.0}})
+    # The kernels of the benchmark workloads, with only what they record compiled in: the
+    # specialised kernels a run of them gets (kernels.get_kernel compiles per set of
+    # enabled observables).
+    for dtype in ("float32", "float64"):
+        variants[f"bench/langevin_first_passage/{dtype}"] = _experiment(
+            {"name": "polynomial", "coefficients": [1.0, 0.0, -2.0, 0.0, 1.0], "noise_var": 1.0},
+            {"name": "langevin", "dt": 1e-3, "temperature": 0.5}, dtype,
+            {"first_passage": {"above": 1.0}}, {"value": -1.0})
+        variants[f"bench/sgd_b1_final/{dtype}"] = _experiment(
+            _SCALAR_MODELS["quadratic_finite_sum"], _SCALAR_DYNAMICS["sgd_b1"], dtype, {},
+            {"value": 0.0})
     return variants
 
 
@@ -211,7 +225,7 @@ def _launch_arguments(kernel, inputs):
 def _compile_one(name, experiment, cc, out_dir):
     """Worker: compile and assemble one variant for one capability; a report row."""
     from kernels import REDUCE_GROUP
-    from kernels._ptx import assemble, compile_kernel_ptx, occupancy
+    from kernels._ptx import assemble, compile_kernel_ptx, occupancy, step_loop_instructions
 
     row = {"variant": name, "cc": f"{cc[0]}{cc[1]}"}
     kernel = None
@@ -227,6 +241,7 @@ def _compile_one(name, experiment, cc, out_dir):
                    shared_bytes=figures.shared_bytes, block_size=REDUCE_GROUP,
                    occupancy=occupancy(cc, figures.registers, figures.shared_bytes,
                                        REDUCE_GROUP),
+                   step_sass=step_loop_instructions(figures.cubin),
                    ptx=str(path), compile_seconds=round(time.perf_counter() - start, 2),
                    ptx_seconds=round(seconds, 2))
         note = _local_memory_note(name, figures, ptx)
@@ -379,7 +394,7 @@ def missing_tools():
 
 
 HEADER = (f"{'variant':<52} {'cc':>3} {'regs':>4} {'stack':>5} {'spill':>5} {'smem':>6} "
-          f"{'occ':>5} {'s':>5}")
+          f"{'occ':>5} {'step':>5} {'s':>5}")
 
 
 def format_row(row):
@@ -393,6 +408,7 @@ def format_row(row):
     spills = row["spill_stores"] + row["spill_loads"]
     line = (f"{row['variant']:<52} {row['cc']:>3} {row['registers']:>4} {row['stack_bytes']:>5} "
             f"{spills:>5} {row['shared_bytes']:>6} {row['occupancy']:>5.3f} "
+            f"{'-' if row.get('step_sass') is None else row['step_sass']:>5} "
             f"{row['compile_seconds']:>5.1f}")
     return line + (f"  ({row['note']})" if row.get("note") else "")
 
