@@ -56,32 +56,30 @@ def _options(kernel):
             if options.get(k)}
 
 
+def _nvidia_tool(name):
+    """Path of the CUDA tool ``name`` from an NVIDIA wheel, else on PATH, else None."""
+    try:
+        import nvidia
+    except ImportError:
+        return shutil.which(name)
+    for root in nvidia.__path__:
+        for candidate in sorted(pathlib.Path(root).glob(f"*/bin/{name}")):
+            return str(candidate)
+    return shutil.which(name)
+
+
 def find_ptxas():
     """Path of ``ptxas``: from the NVIDIA compiler wheels, else on PATH, else None.
 
     The CUDA 12 wheel (nvidia-cuda-nvcc-cu12) installs ``nvidia/cuda_nvcc/bin/ptxas``,
     the CUDA 13 one ``nvidia/cu13/bin/ptxas``.
     """
-    try:
-        import nvidia
-    except ImportError:
-        return shutil.which("ptxas")
-    for root in nvidia.__path__:
-        for candidate in sorted(pathlib.Path(root).glob("*/bin/ptxas")):
-            return str(candidate)
-    return shutil.which("ptxas")
+    return _nvidia_tool("ptxas")
 
 
 def find_nvdisasm():
     """Path of ``nvdisasm``: from the nvidia-cuda-nvdisasm wheel, else on PATH, else None."""
-    try:
-        import nvidia
-    except ImportError:
-        return shutil.which("nvdisasm")
-    for root in nvidia.__path__:
-        for candidate in sorted(pathlib.Path(root).glob("*/bin/nvdisasm")):
-            return str(candidate)
-    return shutil.which("nvdisasm")
+    return _nvidia_tool("nvdisasm")
 
 
 _SASS = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?);")
