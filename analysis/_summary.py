@@ -157,7 +157,32 @@ def summarize_point(run: RunFile, point: int) -> dict:
                 entry[name] = float(run.read(f"timeseries/{name}")[point][-1])
         out["timeseries"] = entry
 
+    tracked = per_trajectory_observables(run, point)
+    if tracked:
+        out["tracked"] = tracked
     out["theory"] = _theory.point_theory(params, histogram)
+    return out
+
+
+def per_trajectory_observables(run: RunFile, point: int) -> dict:
+    """Mean and variance, with intervals, of every per-trajectory output of the plug-in
+    observables (groups whose ``per_trajectory`` attribute lists their datasets).
+
+    Over the trajectories whose outputs are all finite (a plug-in marks "no value" by a
+    non-finite one, e.g. inf); ``missing`` counts the others.
+    """
+    out = {}
+    for group in run.observables():
+        attrs = run.group_attrs(group)
+        outputs = [str(o) for o in np.atleast_1d(attrs.get("per_trajectory", []))]
+        if not outputs or not all(run.has(f"{group}/{o}") for o in outputs):
+            continue
+        values = {o: np.asarray(run.read(f"{group}/{o}")[point], dtype=np.float64) for o in outputs}
+        finite = np.logical_and.reduce([np.isfinite(v) for v in values.values()])
+        entry = {"doc": attrs.get("doc", ""), "missing": int(finite.size - finite.sum())}
+        for output, v in values.items():
+            entry[output] = est.final_moments(v[finite])
+        out[group] = entry
     return out
 
 
@@ -375,6 +400,13 @@ def summary_rows(point: dict) -> list:
         for name in ("loss_mean", "tracking_error", "slow_error"):
             if name in ts:
                 rows.append(("timeseries", f"{name} at step {ts['last_step']}", _fmt(ts[name])))
+    for group, entry in point.get("tracked", {}).items():
+        for output, m in entry.items():
+            if isinstance(m, dict):
+                rows.append((group, f"{output} mean", _pm(m["mean"], m["mean_stderr"], m["mean_ci95"])))
+                rows.append((group, f"{output} var", _fmt(m["var"])))
+        if entry["missing"]:
+            rows.append((group, "trajectories without a value", str(entry["missing"])))
     for key, value in point.get("theory", {}).items():
         if key == "unavailable":
             continue

@@ -29,7 +29,7 @@ from ._observe import (
     F_DIV_THRESHOLD, F_FP_LEVEL, FP_ABOVE, FP_BELOW, FP_NONE, OBSERVABLES, I_COORD, I_FP_MODE,
     I_FP_STOP, I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP,
     TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group, histogram_bin, region,
-    no_error, watched,
+    no_error, make_tracker, tracked_initial, tracked_layout, watched,
 )
 
 __all__ = ["make_cpu_kernel", "LANES", "LANE_DIM"]
@@ -118,7 +118,7 @@ def make_recorder(model):
 
 
 def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OBSERVABLES,
-                    name="sgdsim_kernel", aux_size=0):
+                    name="sgdsim_kernel", aux_size=0, tracked=()):
     """Compile the chunk kernel of one model and dynamics rule for the CPU.
 
     ``rule`` is the (update, tangent_map) pair of kernels._dynamics.make_rule.
@@ -129,12 +129,14 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
     and does split (1.7x on SGD over quadratic_finite_sum); a fused loop is
     2-3x faster for every other update. Only the ``observables`` named are
     compiled in (the Lyapunov tangent with "lyapunov"); the others' outputs stay
-    as allocated (-1 steps, zero counts).
+    as allocated (-1 steps, zero counts). ``tracked`` are the enabled plug-in
+    observables (kernels._observe.make_tracker), updated at step 0 and after every
+    step a lane runs.
 
     Signature (all outputs preallocated; see kernels.ChunkKernel.run for shapes):
     kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
            boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
-           lyap_steps, occupancy, hist, ts_partial, paths)
+           lyap_steps, occupancy, hist, ts_partial, tracked_slots, paths)
     """
     dim, m = model.dim, model.x_dim
     lanes_per_block = LANES if dim <= LANE_DIM else 1
@@ -151,10 +153,15 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
     update, tangent_map = rule
     renormalise = renormaliser(dim)
     _record = make_recorder(model)
+    TRACK = len(tracked) > 0
+    track = make_tracker(model, tracked)
+    n_track = tracked_layout(tracked)[0]
+    track_rows = max(n_track, 1)
+    track_init = tracked_initial(tracked)
 
     def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
                boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
-               lyap_steps, occupancy, hist, ts_partial, paths):
+               lyap_steps, occupancy, hist, ts_partial, tracked_slots, paths):
         L = lanes_per_block
         n = x_init.shape[0]
         n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
@@ -191,6 +198,7 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
             product = np.ones(L)
             grown = np.zeros(L, dtype=np.int64)
             occ = np.zeros((L, n_regions), dtype=np.int64)
+            acc = np.zeros((track_rows, L))
             for block in range(blocks):
                 base = group * REDUCE_GROUP + block * L
                 if base >= n:
@@ -212,12 +220,17 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                         v[k, lane] = 1.0 / math.sqrt(dim)
                     for r in range(n_regions):
                         occ[lane, r] = 0
+                    for k in range(track_rows):
+                        acc[k, lane] = track_init[k]
                 g0 = np.uint64(g_first + base)
                 next_ts = 0
                 if n_ts > 0 and ts_steps[0] == 0:
                     for lane in range(lanes):
                         _record(ts_partial, group, 0, th, lane, p, eps)
                     next_ts = 1
+                if TRACK:
+                    for lane in range(lanes):
+                        track(acc, th, lane, 0, p, conf_f)
                 if paths_here:
                     for lane in range(lanes):
                         if i_first + base + lane < path_count:
@@ -299,6 +312,10 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                             if running[lane] != 0 and i < path_count:
                                 for k in range(dim):
                                     paths[i, t // path_every, k] = th[k, lane]
+                    if TRACK:
+                        for lane in range(lanes):
+                            if running[lane] != 0:
+                                track(acc, th, lane, t, p, conf_f)
                     # 4. A first passage with stop ends the trajectory after step t is recorded.
                     if stopping:
                         for lane in range(lanes):
@@ -321,6 +338,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                     if occ_on:
                         for r in range(occupancy.shape[1]):
                             occupancy[j, r] = occ[lane, r]
+                    for k in range(n_track):
+                        tracked_slots[j, k] = acc[k, lane]
 
     return compile_cpu(kernel, name, cache)
 

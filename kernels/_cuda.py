@@ -35,7 +35,8 @@ from ._observe import (
     F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, FP_NONE, I_COORD,
     I_FP_MODE, I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN,
     I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, OBSERVABLES, REDUCE_GROUP, TS_COUNT, TS_LOSS,
-    TS_SLOW, TS_STATE, TS_TRACKING, no_error, watched,
+    N_CONF_F, TS_SLOW, TS_STATE, TS_TRACKING, make_tracker, no_error, tracked_initial,
+    tracked_layout, watched,
 )
 
 __all__ = ["make_cuda_kernel", "cuda_usable", "HIST_SHARED_SLOTS", "MAX_REGISTER_REGIONS"]
@@ -59,10 +60,13 @@ def cuda_usable():
         return False
 
 
-def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, aux_size=0):
+def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, aux_size=0,
+                     tracked=()):
     """Compile the chunk kernel (same signature as the CPU one) for CUDA.
 
-    ``n_dynamics`` is the length of the dynamics parameter vector.
+    ``n_dynamics`` is the length of the dynamics parameter vector; ``tracked`` are the
+    enabled plug-in observables (kernels._observe.make_tracker), whose slots and
+    configuration live in registers.
     """
     dim, m = model.dim, model.x_dim
     loss = model.loss
@@ -84,6 +88,12 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
     n_bounds = MAX_REGISTER_REGIONS - 1
     hist_slots = HIST_SHARED_SLOTS if HIST else 1
     ts_shared = REDUCE_GROUP if TS else 1
+    TRACK = len(tracked) > 0
+    track = make_tracker(model, tracked)
+    n_track, n_track_conf = tracked_layout(tracked)
+    track_rows = max(n_track, 1)
+    track_init = tracked_initial(tracked)
+    n_cf = N_CONF_F + n_track_conf
 
     @cuda.jit(device=True)
     def reduce_column(shared, lane, value, ts_partial, group, k, column):
@@ -102,7 +112,7 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
     @cuda.jit
     def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
                boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
-               lyap_steps, occupancy, hist, ts_partial, paths):
+               lyap_steps, occupancy, hist, ts_partial, tracked_slots, paths):
         n = x_init.shape[0]
         lane = cuda.threadIdx.x
         group = cuda.blockIdx.x
@@ -168,6 +178,16 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
             v[k, 0] = 1.0 / math.sqrt(dim)
         for k in range(aux_rows):
             aux[k, 0] = 0.0
+        # Tracked observables: slots and configuration in registers.
+        acc = cuda.local.array((track_rows, 1), numba.float64)
+        cf = cuda.local.array(n_cf, numba.float64)
+        for k in range(track_rows):
+            acc[k, 0] = track_init[k]
+        if TRACK:
+            for k in range(n_cf):
+                cf[k] = conf_f[k]
+            if inside:
+                track(acc, th, 0, 0, pl if copy_p else p, cf)
         running = inside
         first = np.int32(-1)
         div = np.int32(-1)
@@ -231,6 +251,8 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
                     if PATHS and i < path_count and t % path_every == 0:
                         for k in range(dim):
                             paths[i, t // path_every, k] = th[k, 0]
+                    if TRACK:
+                        track(acc, th, 0, t, pl if copy_p else p, cf)
             if TS and next_ts < n_ts and ts_steps[next_ts] == t:
                 # Column by column (kernels._observe TS_*), each value computed where it is
                 # reduced: no per-thread array of columns, so the state stays in registers.
@@ -273,5 +295,7 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
                 for r in range(MAX_REGISTER_REGIONS):
                     if r < n_regions:
                         occupancy[j, r] = occ[r]
+            for k in range(n_track):
+                tracked_slots[j, k] = acc[k, 0]
 
     return kernel

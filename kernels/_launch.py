@@ -20,7 +20,7 @@ import numpy as np
 
 from ._cpu import LANE_DIM, make_cpu_kernel
 from ._dynamics import aux_size, dynamics_params, make_rule, make_step
-from ._observe import I_HIST_BINS, I_HIST_GROUPS, OBSERVABLES, REDUCE_GROUP
+from ._observe import I_HIST_BINS, I_HIST_GROUPS, OBSERVABLES, REDUCE_GROUP, tracked_layout
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
 
@@ -144,6 +144,7 @@ class ChunkKernel:
     compile_seconds: float = 0.0
     compiled: bool = False
     user_functions: tuple = ()   # a user model's own functions, to locate compile errors
+    tracked_rows: int = 0        # slots of the tracked (plug-in) observables
 
     @property
     def ts_columns(self):
@@ -168,6 +169,7 @@ class ChunkKernel:
                                   dtype=np.int64),
             "hist": np.zeros((copies, groups, self.dim, bins + 2), dtype=np.int64),
             "ts_partial": np.zeros((n_groups, ts_steps.size, self.ts_columns)),
+            "tracked": np.zeros((n, max(self.tracked_rows, 1))),
         }
         args = (x_init, np.uint64(g_first), np.int64(i_first), np.int64(steps), key_lo, key_hi,
                 p, d, conf_i, conf_f, boundaries, ts_steps)
@@ -273,14 +275,18 @@ def _numba_cache_dir(path):
         numba.config.CACHE_DIR = previous
 
 
-def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=True):
+def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=True,
+               tracked=()):
     """The chunk kernel for a model, a resolved ``[dynamics]`` table and a dtype.
 
     One kernel is compiled per (model functions, dynamics, noise kind, state
     dtype, for sgd whether B = 1, and the set of ``observables`` compiled in:
     names as in kernels._observe.OBSERVABLES, the Lyapunov tangent with
     "lyapunov"); parameters are arguments, so sweeps reuse it. CPU kernels are
-    cached on disk across runs (see ``cache_dir``).
+    cached on disk across runs (see ``cache_dir``). ``tracked`` are the plug-in
+    observables compiled in (sim.observables; their slots come back as ``tracked``
+    [n, slots]); a kernel is compiled per enabled set of them too, and their source
+    is part of the cache key.
     """
     dtype = np.dtype(dtype)
     name = dynamics["name"]
@@ -289,11 +295,14 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
     single = name == "sgd" and dynamics.get("batch_size", 1) == 1
     observables = frozenset(observables) & OBSERVABLES
     tangent = "lyapunov" in observables
-    key = (backend, model.specialisation, name, noise, precision, single, observables,
+    tracked = tuple(tracked)
+    plugins = tuple((obs.name, obs.digest) for obs in tracked)
+    key = (backend, model.specialisation, name, noise, precision, single, observables, plugins,
            (dtype, len(model.params)) if backend == "cuda" else None)
     if key not in _KERNELS:
         variant = (f"{name}|{noise}|{precision}|single={single}|"
-                   f"observables={','.join(sorted(observables))}")
+                   f"observables={','.join(sorted(observables))}|"
+                   f"tracked={','.join(f'{n}:{d}' for n, d in plugins)}")
         if backend == "cpu":
             rule = make_rule(model, name, noise, precision, single,
                              inline=model.dim <= LANE_DIM)
@@ -304,21 +313,23 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
                 os.makedirs(folder, exist_ok=True)
                 with _numba_cache_dir(folder):
                     kernel = make_cpu_kernel(rule, model, True, split, observables, kernel_name,
-                                             aux_size(name, model.dim))
+                                             aux_size(name, model.dim), tracked)
             else:
                 kernel = make_cpu_kernel(rule, model, False, split, observables, kernel_name,
-                                         aux_size(name, model.dim))
+                                         aux_size(name, model.dim), tracked)
         elif backend == "cuda":
             from ._cuda import make_cuda_kernel
             step = make_step(model, name, noise, precision, single, tangent)
             kernel = make_cuda_kernel(step, model, dtype, observables,
-                                      len(dynamics_params(dynamics)), aux_size(name, model.dim))
+                                      len(dynamics_params(dynamics)), aux_size(name, model.dim),
+                                      tracked)
         elif backend == "numpy":
             step = make_step(model, name, noise, precision, single, tangent)
-            kernel = make_numpy_kernel(step, model, aux_size(name, model.dim), tangent)
+            kernel = make_numpy_kernel(step, model, aux_size(name, model.dim), tangent, tracked)
         else:
             raise ValueError(f"unknown backend {backend!r}")
         _KERNELS[key] = kernel
     return ChunkKernel(backend, _KERNELS[key], dtype, model.dim,
-                       user_functions=model.user_functions)
+                       user_functions=model.user_functions,
+                       tracked_rows=tracked_layout(tracked)[0])
 

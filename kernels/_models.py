@@ -68,6 +68,7 @@ class Model:
     has_samples: bool = True        # per-sample gradients (finite-sum SGD)
     exact_hvp: bool = True          # H v from second derivatives, not a finite difference
     gathers: bool = False           # per-sample functions index the parameters by the sample
+    has_loss: bool = True           # a loss function (a user model may give only the gradient)
     info: dict = field(default_factory=dict)   # extra run-file attributes (e.g. loss_min)
     fingerprint: str = ""           # what, besides the name, decides the compiled code
     user_functions: tuple = ()      # a user model's own functions (to locate compile errors)
@@ -767,7 +768,7 @@ def user_model(obj, name):
 
     model = _scalar_model(
         name, np.zeros(1), loss, grad, hess, std, var_deriv, n_samples, sample_grad,
-        sample_hess, has_samples=u_sg is not None,
+        sample_hess, has_samples=u_sg is not None, has_loss=u_loss is not None,
         exact_hvp=u_hess is not None and (u_sg is None or u_sh is not None),
         fingerprint=_source_fingerprint(obj),
         user_functions=tuple(f for f in (u_grad, u_nv, u_nvd, u_loss, u_hess, u_sg, u_sh)

@@ -22,7 +22,8 @@ __all__ = [
     "F_FP_LEVEL", "F_DIV_THRESHOLD", "F_HIST_LO", "F_HIST_HI", "N_CONF_F",
     "FP_NONE", "FP_ABOVE", "FP_BELOW", "OBSERVABLES", "diverged", "passed", "histogram_bin",
     "region",
-    "batch_group", "REDUCE_GROUP", "watched", "no_error",
+    "batch_group", "REDUCE_GROUP", "watched", "no_error", "make_tracker", "tracked_layout",
+    "tracked_initial",
 ]
 
 # Integer configuration slots.
@@ -136,3 +137,44 @@ def watched(th, l, coord):
 def no_error(th, l, p, eps):
     """Stands in for a two-time-scale error of a model that has none."""
     return 0.0
+
+
+@jitable
+def _untracked(acc, th, l, t, p, c):
+    return None
+
+
+def _chain(first, update, row, col):
+    @jitable
+    def track(acc, th, l, t, p, c):
+        first(acc, th, l, t, p, c)
+        update(acc, row, th, l, t, p, c, col)
+
+    return track
+
+
+def tracked_layout(tracked):
+    """(rows, conf) of tracked observables: their slot rows and configuration floats,
+    the latter read after the built-in ones (from N_CONF_F on)."""
+    return sum(len(obs.init) for obs in tracked), sum(obs.n_conf for obs in tracked)
+
+
+def make_tracker(model, tracked):
+    """track(acc, th, l, t, p, c): the update of every tracked observable, in order.
+
+    ``tracked`` are plug-in observables (sim.observables): each has ``init`` (its
+    slot values before step 0), ``n_conf`` and ``make_update(model)``, whose update
+    ``(acc, row, th, l, t, p, c, col)`` keeps its slots in rows row.. of ``acc`` and
+    reads its configuration at c[col..]. Slots are float64.
+    """
+    track, row, col = _untracked, 0, N_CONF_F
+    for obs in tracked:
+        track = _chain(track, obs.make_update(model), row, col)
+        row, col = row + len(obs.init), col + obs.n_conf
+    return track
+
+
+def tracked_initial(tracked):
+    """The slots' values before step 0, as one float64 vector (at least one entry)."""
+    values = [float(v) for obs in tracked for v in obs.init]
+    return np.array(values or [0.0], dtype=np.float64)

@@ -12,7 +12,7 @@ import numpy as np
 from ._observe import (
     COORD_NORM, F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, I_COORD,
     I_FP_MODE, I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN,
-    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, REDUCE_GROUP,
+    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, N_CONF_F, REDUCE_GROUP,
 )
 
 __all__ = ["make_numpy_kernel"]
@@ -42,13 +42,21 @@ def first_passage_hits(value, running, first, conf_i, conf_f):
     return np.zeros(value.shape, dtype=bool)
 
 
-def make_numpy_kernel(step, model, aux_rows=0, tangent=False):
-    """Chunk kernel with the CPU kernel's signature, in plain numpy."""
+def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=()):
+    """Chunk kernel with the CPU kernel's signature, in plain numpy.
+
+    ``tracked`` plug-in observables run their array-form ``make_reference`` here, not
+    the compiled update.
+    """
     dim, m = model.dim, model.x_dim
+    references = [obs.make_reference(model) for obs in tracked]
+    slot_rows = [len(obs.init) for obs in tracked]
+    conf_cols = [obs.n_conf for obs in tracked]
+    init = np.array([float(v) for obs in tracked for v in obs.init])
 
     def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
                boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
-               lyap_steps, occupancy, hist, ts_partial, paths):
+               lyap_steps, occupancy, hist, ts_partial, tracked_slots, paths):
         n = x_init.shape[0]
         dtype = x_init.dtype
         th = x_init.T.copy()                                   # [d, n], the state's dtype
@@ -73,6 +81,14 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False):
         def watched(state):
             return np.sqrt((state * state).sum(axis=0)) if coord == COORD_NORM else state[coord]
 
+        acc = np.repeat(init[:, None], n, axis=1)
+
+        def track(t, where):
+            row, col = 0, N_CONF_F
+            for reference, rows, cols in zip(references, slot_rows, conf_cols):
+                reference(acc[row:row + rows], th.astype(np.float64), t, p, conf_f, col, where)
+                row, col = row + rows, col + cols
+
         def record(k, where):
             state = th.astype(np.float64)
             sums = [np.ones(n), model.loss(state, _ALL, p)]
@@ -89,6 +105,7 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False):
 
         if 0 in ts_index:
             record(ts_index[0], running)
+        track(0, running)
         paths[point_index[rows], 0, :] = th[:, rows].T
         # Diverging and stopped trajectories make inf/NaN that are masked out below.
         with np.errstate(all="ignore"):
@@ -121,6 +138,7 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False):
                     np.add.at(occupancy, (local[running], regions[running]), 1)
                 if t in ts_index:
                     record(ts_index[t], running)
+                track(t, running)
                 if t % every == 0:
                     take = rows & running
                     paths[point_index[take], t // every, :] = th[:, take].T
@@ -131,5 +149,6 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False):
         div_steps[:] = div
         log_growth[:] = growth
         lyap_steps[:] = grown
+        tracked_slots[:, :len(init)] = acc.T
 
     return kernel

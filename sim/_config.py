@@ -15,6 +15,7 @@ import tomllib
 
 from sim import _schema, _toml
 from sim._schema import Key
+from sim.observables import PLUGINS
 
 __all__ = [
     "ExperimentError",
@@ -502,6 +503,10 @@ class _Resolver:
                     self.fail(f"{path}.burn_in",
                               f"must be <= run.steps = {run['steps']} so that some step is "
                               f"counted (got {observable['burn_in']})")
+            plugin = PLUGINS.get(name)
+            problem = plugin.validate(observable, run) if plugin and plugin.validate else None
+            if problem is not None:
+                self.fail(f"{path}.{problem[0]}", problem[1])
             observables[name] = observable
         return observables
 

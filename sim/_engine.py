@@ -17,6 +17,7 @@ from kernels._observe import I_FP_STOP
 
 from ._config import ExperimentError
 from ._plan import check_capabilities, configuration, model_for
+from .observables import enabled
 from ._runfile import Piece
 from ._steps import steps_run
 
@@ -109,7 +110,8 @@ class Points:
         if index not in self.cache:
             plan, point = self.plan, self.plan.points[index][1]
             kernel = kernels.get_kernel(plan.backend, self.models[index], point["dynamics"],
-                                        plan.dtype, plan.observables)
+                                        plan.dtype, plan.observables,
+                                        tracked=enabled(plan.observables))
             conf_i, conf_f = configuration(plan.observables, plan.per_point)
             paths = np.full((plan.path_count, plan.path_steps.size, plan.dim), np.nan,
                             dtype=plan.dtype)

@@ -78,6 +78,7 @@ _SCALAR_OBSERVABLES = {
     "timeseries": {"points": 5},
     "paths": {"count": 4, "every": 10},
     "lyapunov": {},
+    "loss_min": {"burn_in": 10},
 }
 
 _SCALAR_MODELS = {
@@ -107,6 +108,7 @@ _VECTOR_OBSERVABLES = {
     "timeseries": {"points": 5},
     "paths": {"count": 4, "every": 10},
     "lyapunov": {},
+    "loss_min": {"burn_in": 10},
 }
 
 _LINEAR_REGRESSION = {"name": "linear_regression", "samples": 16, "features": 8,
@@ -351,7 +353,7 @@ def compare_outputs(device, cpu, dtype):
     """Agreement of one chunk's outputs on two backends: {"agree", "worst", per key}."""
     detail, worst, agree = {}, "", True
     n = max(len(cpu["fp_steps"]), 1)
-    for key in ("x_final", "log_growth", "ts_partial"):
+    for key in ("x_final", "log_growth", "ts_partial", "tracked"):
         a, b = np.asarray(device[key], float), np.asarray(cpu[key], float)
         scale = np.maximum(np.abs(b), 1.0)
         both = np.isfinite(a) & np.isfinite(b)

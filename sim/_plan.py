@@ -15,6 +15,7 @@ from kernels import REDUCE_GROUP
 
 from ._config import ExperimentError
 from ._schema import state_dimension
+from .observables import config_vector, enabled
 
 __all__ = ["Plan", "make_plan", "sweep_points", "timeseries_steps", "shard_range",
            "model_for", "check_capabilities", "configuration", "HISTOGRAM_GROUPS", "AUTO_CHUNK"]
@@ -85,6 +86,10 @@ def model_for(spec, dynamics=None):
 
 def check_capabilities(model, point, source):
     """Bad input when an observable or noise needs a function the model lacks."""
+    for obs in enabled(point["observables"]):
+        if "loss" in obs.needs and not model.has_loss:
+            raise ExperimentError(source, f"observables.{obs.name}",
+                                  "needs the model's loss function (loss(theta))")
     dyn = point["dynamics"]
     if dyn["name"] == "sgd" and dyn.get("noise", "finite_sum") == "finite_sum" \
             and not model.has_samples:
@@ -130,6 +135,8 @@ def configuration(observables, per_point):
         if name in observables:
             coordinate = observables[name].get("coordinate", 0)
             conf_i[I_COORD] = COORD_NORM if coordinate == "norm" else coordinate
+    # Plug-in observables read their configuration after the built-in slots.
+    conf_f = np.concatenate([conf_f, config_vector(observables)])
     if "paths" in observables:
         conf_i[I_PATH_COUNT] = min(observables["paths"]["count"], per_point)
         conf_i[I_PATH_EVERY] = observables["paths"]["every"]

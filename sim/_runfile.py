@@ -28,6 +28,7 @@ from kernels._observe import TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING
 
 from ._config import dumps_experiment
 from ._version import FORMAT, FORMAT_VERSION, __version__
+from .observables import enabled
 
 __all__ = ["TreeSum", "Piece", "ShardFilePiece", "write_piece", "read_piece", "write_run",
            "root_attrs", "replacing"]
@@ -110,7 +111,21 @@ def row_fields(plan):
         fields.append(("lyap_steps", "lyapunov/steps", np.int64, ()))
     if "occupancy" in observables:
         fields.append(("occupancy", "occupancy/counts", np.int64, (plan.boundaries.size + 1,)))
+    for obs in enabled(observables):
+        for output, dtype, _ in obs.outputs:
+            fields.append((f"{obs.name}.{output}", f"{obs.name}/{output}", np.dtype(dtype), ()))
     return fields
+
+
+def tracked_rows(plan, out):
+    """Add each plug-in output's rows to a chunk's kernel outputs (by row_fields name):
+    column k of the kernel's ``tracked`` slots is the k-th output, in plug-in order."""
+    column = 0
+    for obs in enabled(plan.observables):
+        for output, dtype, _ in obs.outputs:
+            out[f"{obs.name}.{output}"] = out["tracked"][:, column].astype(dtype)
+            column += 1
+    return out
 
 
 class Piece:
@@ -141,6 +156,7 @@ class Piece:
         """Take one kernel launch's outputs for point-local trajectories [a, b)."""
         plan = self.plan
         self.segments.append((point, a, b))
+        tracked_rows(plan, out)
         for name in self.row_data:
             value = out[name]
             self.row_data[name].append(value.reshape(b - a, -1) if name == "x_final" else value)
@@ -292,6 +308,12 @@ def _create_datasets(f, plan):
         f["timeseries"].attrs["spacing"] = observables["timeseries"]["spacing"]
     if "paths" in observables:
         f.create_dataset("paths/steps", data=plan.path_steps)
+    for obs in enabled(observables):
+        group = f[obs.name]
+        group.attrs["doc"] = obs.doc
+        group.attrs["per_trajectory"] = [output for output, _, _ in obs.outputs]
+        for key, value in observables[obs.name].items():
+            group.attrs[key] = value
     return ds
 
 

@@ -5,7 +5,8 @@ described in exactly one place. Cross-key rules that a single `Key` cannot expre
 (``lo < hi``, one-of groups, equal list lengths) live in `sim._config` and are listed here
 as ``notes`` so that the printed schema still states them.
 """
-from dataclasses import dataclass, field
+from ._keys import NUMERIC_TYPES, REQUIRED, Entry, Key
+from .observables import PLUGINS
 
 __all__ = [
     "REQUIRED",
@@ -24,59 +25,6 @@ __all__ = [
     "TWO_SCALE_MODELS",
     "state_dimension",
 ]
-
-
-class _Required:
-    """Sentinel default of a key that must be given."""
-
-    def __repr__(self):
-        return "REQUIRED"
-
-
-REQUIRED = _Required()
-
-# Key.type values and what they accept:
-#   "int"     an integer (a boolean is not an integer)
-#   "float"   a finite number; integers are accepted and stored as float
-#   "bool"    true or false
-#   "str"     a string, one of `choices` when given
-#   "floats"  a list of finite numbers, stored as floats
-#   "number_or_table"  a finite number, or a table of `keys` (noise_var)
-#   "table"   a table of `keys`
-#   "coord"   a coordinate index >= 0, or the string "norm"
-NUMERIC_TYPES = ("int", "float", "number_or_table")
-
-
-@dataclass(frozen=True)
-class Key:
-    """One key of an experiment table: its type, default and allowed range."""
-
-    type: str
-    default: object = REQUIRED
-    doc: str = ""
-    choices: tuple = ()
-    minimum: object = None      # value >= minimum
-    above: object = None        # value > above
-    below: object = None        # value < below
-    min_len: int = 0            # "floats": at least this many entries
-    max_len: int = 0            # "floats": at most this many entries (0 = no limit)
-    increasing: bool = False    # "floats": strictly increasing
-    keys: dict = field(default_factory=dict)   # "table" / "number_or_table" sub-keys
-    default_doc: str = ""       # how `sgdsim models` shows a computed default
-
-    @property
-    def required(self):
-        return self.default is REQUIRED
-
-
-@dataclass(frozen=True)
-class Entry:
-    """A named built-in (model, dynamics or observable) and its keys."""
-
-    doc: str
-    keys: dict
-    one_of: tuple = ()          # exactly one of these keys must be given
-    notes: tuple = ()
 
 
 # [run]: how the experiment is executed. Not sweepable (see SWEEP_NOTES).
@@ -313,6 +261,9 @@ OBSERVABLES = {
         },
     ),
 }
+
+# Plug-in observables (sim.observables): each module declares its own keys.
+OBSERVABLES.update({name: Entry(obs.doc, obs.keys) for name, obs in PLUGINS.items()})
 
 # A user model: [model] name = "package.module:object". Every other key of [model] is
 # passed through untouched (kept in the run file as a record); the object's functions

@@ -21,6 +21,7 @@ ALL_OBSERVABLES = {
     "occupancy": {"boundaries": [-0.5, 0.5]},
     "timeseries": {"points": 12, "spacing": "linear"},
     "paths": {"count": 5, "every": 7},
+    "loss_min": {"burn_in": 4},
 }
 
 
