@@ -26,10 +26,10 @@ from numba.core.bytecode import FunctionIdentity
 from ._dynamics import renormaliser
 from ._jit import jitable
 from ._observe import (
-    F_DIV_THRESHOLD, F_FP_LEVEL, FP_ABOVE, FP_BELOW, FP_NONE, OBSERVABLES, I_COORD, I_FP_MODE,
-    I_FP_STOP, I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_PATH_COUNT, I_PATH_EVERY, REDUCE_GROUP,
-    TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group, histogram_bin, region,
-    no_error, make_tracker, tracked_initial, tracked_layout, watched,
+    FP_ABOVE, FP_BELOW, FP_NONE, F_DIV_THRESHOLD, F_FP_LEVEL, I_COORD, I_FP_MODE,
+    I_FP_STOP, I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_PATH_COUNT, I_PATH_EVERY, OBSERVABLES,
+    REDUCE_GROUP, TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group,
+    histogram_bin, make_tracker, no_error, region, tracked_initial, tracked_layout, watched,
 )
 
 __all__ = ["make_cpu_kernel", "LANES", "LANE_DIM"]
@@ -133,10 +133,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
     observables (kernels._observe.make_tracker), updated at step 0 and after every
     step a lane runs.
 
-    Signature (all outputs preallocated; see kernels.ChunkKernel.run for shapes):
-    kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
-           boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
-           lyap_steps, occupancy, hist, ts_partial, tracked_slots, paths)
+    Signature: ``kernel(chunk, params, conf, out)``, four bundles (tuples) described
+    in kernels._launch (``ChunkKernel.arguments``); the outputs are preallocated.
     """
     dim, m = model.dim, model.x_dim
     lanes_per_block = LANES if dim <= LANE_DIM else 1
@@ -159,9 +157,12 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
     track_rows = max(n_track, 1)
     track_init = tracked_initial(tracked)
 
-    def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
-               boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
-               lyap_steps, occupancy, hist, ts_partial, tracked_slots, paths):
+    def kernel(chunk, params, conf, out):
+        x_init, g_first, i_first, steps, key_lo, key_hi = chunk
+        p, d = params
+        conf_i, conf_f, boundaries, ts_steps = conf
+        (x_final, fp_steps, div_steps, log_growth, lyap_steps, occupancy, hist, ts_partial,
+         tracked_slots, paths) = out
         L = lanes_per_block
         n = x_init.shape[0]
         n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP

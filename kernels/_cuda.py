@@ -110,9 +110,12 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
         cuda.syncthreads()
 
     @cuda.jit
-    def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
-               boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
-               lyap_steps, occupancy, hist, ts_partial, tracked_slots, paths):
+    def kernel(chunk, params, conf, out):
+        x_init, g_first, i_first, steps, key_lo, key_hi = chunk
+        p, d = params
+        conf_i, conf_f, boundaries, ts_steps = conf
+        (x_final, fp_steps, div_steps, log_growth, lyap_steps, occupancy, hist, ts_partial,
+         tracked_slots, paths) = out
         n = x_init.shape[0]
         lane = cuda.threadIdx.x
         group = cuda.blockIdx.x

@@ -153,7 +153,18 @@ class ChunkKernel:
 
     def arguments(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f,
                   boundaries, ts_steps):
-        """The kernel's inputs, its zeroed outputs (by name) and the launch's group count."""
+        """The kernel's input bundles, its zeroed outputs (by name) and the group count.
+
+        A kernel is called ``kernel(chunk, params, conf, out)`` with four tuples:
+
+        - ``chunk = (x_init [n, d], g_first, i_first, steps, key_lo, key_hi)``: the
+          trajectories of this launch (global index of the first, its index within
+          the sweep point), the steps to run and the Philox key;
+        - ``params = (p, d)``: the model's and the dynamics' parameter vectors;
+        - ``conf = (conf_i, conf_f, boundaries, ts_steps)``: the observables'
+          configuration (kernels._observe), occupancy boundaries, recorded steps;
+        - ``out``: the arrays named in ``OUTPUTS``, in that order, then ``paths``.
+        """
         n = x_init.shape[0]
         key_lo, key_hi = seed_key(seed)
         n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
@@ -171,9 +182,9 @@ class ChunkKernel:
             "ts_partial": np.zeros((n_groups, ts_steps.size, self.ts_columns)),
             "tracked": np.zeros((n, max(self.tracked_rows, 1))),
         }
-        args = (x_init, np.uint64(g_first), np.int64(i_first), np.int64(steps), key_lo, key_hi,
-                p, d, conf_i, conf_f, boundaries, ts_steps)
-        return args, out, n_groups
+        chunk = (x_init, np.uint64(g_first), np.int64(i_first), np.int64(steps), key_lo, key_hi)
+        inputs = (chunk, (p, d), (conf_i, conf_f, boundaries, ts_steps))
+        return inputs, out, n_groups
 
     def run(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f, boundaries,
             ts_steps, paths):
@@ -182,53 +193,55 @@ class ChunkKernel:
         ``paths`` ([M, K] of the point) is updated in place for the rows this
         chunk owns. The first call includes compilation, timed separately.
         """
-        args, out, n_groups = self.arguments(x_init, g_first, i_first, steps, seed, p, d,
-                                             conf_i, conf_f, boundaries, ts_steps)
-        names = list(out)
+        inputs, out, n_groups = self.arguments(x_init, g_first, i_first, steps, seed, p, d,
+                                               conf_i, conf_f, boundaries, ts_steps)
         if not self.compiled:
-            self._compile(args, out, paths)
+            self._compile(inputs, out, paths)
         start = time.perf_counter()
-        if self.backend == "cuda":
-            self._run_cuda(args, out, names, paths, n_groups)
-        else:
-            self.kernel(*args, *(out[k] for k in names), paths)
+        self._launch(inputs, out, paths, n_groups)
         seconds = time.perf_counter() - start
         out["hist"] = out["hist"].sum(axis=0)
         return out, seconds
 
-    def _compile(self, args, out, paths):
+    def _launch(self, inputs, out, paths, n_groups):
+        if self.backend != "cuda":
+            self.kernel(*inputs, tuple(out[k] for k in OUTPUTS) + (paths,))
+            return
+        from numba import cuda
+
+        def device(bundle):
+            return tuple(cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in bundle)
+
+        device_out = device([out[k] for k in OUTPUTS] + [paths])
+        self.kernel[n_groups, REDUCE_GROUP](*(device(b) for b in inputs), device_out)
+        cuda.synchronize()
+        for k, arr in zip(OUTPUTS, device_out):
+            out[k] = arr.copy_to_host()
+        paths[...] = device_out[-1].copy_to_host()
+
+    def _compile(self, inputs, out, paths):
         # Compile on a one-trajectory, one-step problem so the first real chunk is timed alone.
         # Model errors surface here too, on every backend, before any real work.
         start = time.perf_counter()
-        tiny = (args[0][:1],) + args[1:3] + (np.int64(1),) + args[4:]
+        chunk = inputs[0]
+        tiny = ((chunk[0][:1],) + chunk[1:3] + (np.int64(1),) + chunk[4:],) + inputs[1:]
         scratch = {k: v[:1].copy() for k, v in out.items()}
-        names = list(scratch)
         try:
             with warnings.catch_warnings():
                 # A failing user model also triggers numba type-safety warnings; the
                 # error below says what matters in one line.
                 warnings.simplefilter("ignore", numba.core.errors.NumbaWarning)
-                if self.backend == "cuda":
-                    self._run_cuda(tiny, scratch, names, paths.copy(), 1)
-                else:
-                    self.kernel(*tiny, *(scratch[k] for k in names), paths.copy())
+                self._launch(tiny, scratch, paths.copy(), 1)
         except Exception as exc:
             raise KernelCompileError(self.backend,
                                      _compile_failure(exc, self.user_functions)) from exc
         self.compile_seconds = time.perf_counter() - start
         self.compiled = True
 
-    def _run_cuda(self, args, out, names, paths, n_groups):
-        from numba import cuda
 
-        device_args = [cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in args]
-        device_out = [cuda.to_device(out[k]) for k in names]
-        device_paths = cuda.to_device(paths)
-        self.kernel[n_groups, REDUCE_GROUP](*device_args, *device_out, device_paths)
-        cuda.synchronize()
-        for k, arr in zip(names, device_out):
-            out[k] = arr.copy_to_host()
-        paths[...] = device_paths.copy_to_host()
+# The output bundle of a kernel, in order (``paths`` follows them).
+OUTPUTS = ("x_final", "fp_steps", "div_steps", "log_growth", "lyap_steps", "occupancy", "hist",
+           "ts_partial", "tracked")
 
 
 def cache_dir(model, variant=""):

@@ -54,9 +54,12 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=()):
     conf_cols = [obs.n_conf for obs in tracked]
     init = np.array([float(v) for obs in tracked for v in obs.init])
 
-    def kernel(x_init, g_first, i_first, steps, key_lo, key_hi, p, d, conf_i, conf_f,
-               boundaries, ts_steps, x_final, fp_steps, div_steps, log_growth,
-               lyap_steps, occupancy, hist, ts_partial, tracked_slots, paths):
+    def kernel(chunk, params, conf, out):
+        x_init, g_first, i_first, steps, key_lo, key_hi = chunk
+        p, d = params
+        conf_i, conf_f, boundaries, ts_steps = conf
+        (x_final, fp_steps, div_steps, log_growth, lyap_steps, occupancy, hist, ts_partial,
+         tracked_slots, paths) = out
         n = x_init.shape[0]
         dtype = x_init.dtype
         th = x_init.T.copy()                                   # [d, n], the state's dtype

@@ -177,6 +177,8 @@ def user_variants(model_name, obj):
     observables = dict(_SCALAR_OBSERVABLES)
     if not hasattr(obj, "second_derivative"):
         observables.pop("lyapunov")
+    if not hasattr(obj, "loss"):
+        observables.pop("loss_min")
     dynamics = ["langevin", "gd"]
     if hasattr(obj, "noise_var"):
         dynamics.append("sgd_gaussian")
@@ -220,8 +222,10 @@ def _build(name, backend="cuda", observables=True, experiment=None,
 
 def _launch_arguments(kernel, inputs):
     """Every argument of the kernel launch for ``run`` inputs (their types are the signature)."""
-    args, out, _ = kernel.arguments(*inputs[:-1])
-    return args + tuple(out.values()) + (inputs[-1],)
+    from kernels._launch import OUTPUTS
+
+    bundles, out, _ = kernel.arguments(*inputs[:-1])
+    return bundles + (tuple(out[k] for k in OUTPUTS) + (inputs[-1],),)
 
 
 def _compile_one(name, experiment, cc, out_dir):

@@ -130,7 +130,7 @@ def test_device_comparison_flags_disagreement():
     cpu = {"x_final": np.linspace(-1, 1, n), "log_growth": np.zeros(n),
            "ts_partial": np.ones((1, 2, 6)), "fp_steps": np.arange(n), "div_steps": -np.ones(n),
            "lyap_steps": np.full(n, 5), "occupancy": np.ones((n, 2)),
-           "hist": np.full((1, 10), 40)}
+           "hist": np.full((1, 10), 40), "tracked": np.ones((n, 2))}
     same = {k: v.copy() for k, v in cpu.items()}
     assert compare_outputs(same, cpu, "float64")["agree"]
     rounded = dict(same, x_final=cpu["x_final"] * (1 + 1e-12))
@@ -138,6 +138,9 @@ def test_device_comparison_flags_disagreement():
     shifted = dict(same, x_final=cpu["x_final"] + 1e-3)
     detail = compare_outputs(shifted, cpu, "float64")
     assert not detail["agree"] and "x_final" in detail["worst"]
+    moved = dict(same, tracked=cpu["tracked"] * 1.01)
+    detail = compare_outputs(moved, cpu, "float64")
+    assert not detail["agree"] and "tracked" in detail["worst"]
     one_off = same["fp_steps"].copy()
     one_off[0] += 1                       # one trajectory of 100 on the other side: tolerated
     assert compare_outputs(dict(same, fp_steps=one_off), cpu, "float64")["agree"]
