@@ -93,6 +93,20 @@ def _stop_steps(run: RunFile, point: int):
     return None
 
 
+def _failures(run: RunFile, point: int):
+    """Trajectories that became non-finite (or diverged) at point ``point``, or None if none."""
+    name = next((n for n in ("divergence/steps", "nonfinite/steps") if run.has(n)), None)
+    if name is None:
+        return None
+    steps = run.read(name)[point]
+    failed = steps >= 0
+    if not failed.any():
+        return None
+    what = "diverged or non-finite" if name.startswith("divergence") else "non-finite"
+    return {"trajectories": int(failed.sum()), "of": int(steps.size), "what": what,
+            "first_step": int(steps[failed].min()), "all": bool(failed.all())}
+
+
 def summarize_point(run: RunFile, point: int) -> dict:
     """Estimates (with stderr and 95 % interval) and theory for sweep point ``point``."""
     params = run.params(point)
@@ -102,6 +116,9 @@ def summarize_point(run: RunFile, point: int) -> dict:
     if dt is not None:
         out["dt"] = dt
 
+    failures = _failures(run, point)
+    if failures is not None:
+        out["failures"] = failures
     if run.has("final/theta"):
         out["final"] = est.final_moments(run.read("final/theta")[point, :, 0])
         if int(run.attrs.get("dim", 1)) > 1:
@@ -347,6 +364,14 @@ def _pm(estimate, stderr, ci) -> str:
 def summary_rows(point: dict) -> list:
     """(section, quantity, text) rows of one point's summary, for the table and the report."""
     rows = []
+    if "failures" in point:
+        f = point["failures"]
+        text = (f"{f['trajectories']} of {f['of']} trajectories {f['what']}, the first at step "
+                f"{f['first_step']}; estimates below leave out non-finite states")
+        if f["all"]:
+            text = (f"all {f['of']} trajectories {f['what']}, the first at step "
+                    f"{f['first_step']}: the estimates below mean nothing")
+        rows.append(("WARNING", "failures", text))
     if "final" in point:
         f = point["final"]
         rows.append(("final", "mean", _pm(f["mean"], f["mean_stderr"], f["mean_ci95"])))
@@ -418,6 +443,10 @@ def format_table(summary: dict) -> str:
     """Human-readable text table of a summary, one block per sweep point."""
     lines = [f"{summary['file']}: {summary['model']} / {summary['dynamics']}, "
              f"{summary['trajectories']} trajectories x {summary['steps']} steps, {len(summary['points'])} point(s)"]
+    failing = [p["point"] for p in summary["points"] if "failures" in p]
+    if failing:
+        lines.append(f"WARNING: trajectories became non-finite or diverged at point(s) "
+                     f"{', '.join(map(str, failing))} (see each point's failures line)")
     for point in summary["points"]:
         lines.append("")
         swept = ", ".join(f"{k} = {_fmt(v)}" for k, v in point["swept"].items())

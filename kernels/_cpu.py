@@ -158,13 +158,13 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
     track_init = tracked_initial(tracked)
 
     def kernel(chunk, params, conf, out):
-        x_init, g_first, i_first, steps, key_lo, key_hi = chunk
+        g_first, i_first, t_first, t_last, final, key_lo, key_hi = chunk
         p, d = params
         conf_i, conf_f, boundaries, ts_steps = conf
         (x_final, fp_steps, div_steps, log_growth, lyap_steps, occupancy, hist, ts_partial,
-         tracked_slots, paths) = out
+         tracked_slots, aux_state, tangent_state, product_state, paths) = out
         L = lanes_per_block
-        n = x_init.shape[0]
+        n = x_final.shape[0]
         n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
         n_ts = ts_steps.shape[0] if TS else 0
         occ_on = OCC and occupancy.shape[0] > 0
@@ -184,7 +184,7 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
         signed_level = sign * conf_f[F_FP_LEVEL] if mode != 0 else 1.0
         for group in numba.prange(n_groups):
             thread = numba.get_thread_id()
-            th = np.zeros((dim, L), dtype=x_init.dtype)
+            th = np.zeros((dim, L), dtype=x_final.dtype)
             nxt = np.zeros((dim, L))
             aux = np.zeros((aux_rows, L))
             nxt_aux = np.zeros((aux_rows, L))
@@ -206,38 +206,51 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                     break
                 lanes = min(L, n - base)
                 paths_here = i_first + base < path_count
+                # The state of each lane after step t_first (kernels._launch: a chunk runs
+                # in slices of steps, its state carried in the output arrays).
                 for lane in range(L):
-                    running[lane] = 1 if lane < lanes else 0
-                    unpassed[lane] = 1
-                    first[lane] = -1
-                    div[lane] = -1
-                    growth[lane] = 0.0
-                    product[lane] = 1.0
-                    grown[lane] = 0
+                    j = min(base + lane, n - 1)
+                    inside = lane < lanes
+                    first[lane] = fp_steps[j]
+                    div[lane] = div_steps[j]
+                    stopped = div[lane] >= 0 or (stop_on_pass and first[lane] >= 0)
+                    running[lane] = 1 if inside and not stopped else 0
+                    unpassed[lane] = 1 if first[lane] < 0 else 0
+                    growth[lane] = log_growth[j]
+                    product[lane] = product_state[j]
+                    grown[lane] = lyap_steps[j]
                     for k in range(aux_rows):
-                        aux[k, lane] = 0.0
+                        aux[k, lane] = aux_state[j, k] if inside else 0.0
                     for k in range(dim):
-                        th[k, lane] = x_init[base + lane, k] if lane < lanes else 0.0
-                        v[k, lane] = 1.0 / math.sqrt(dim)
+                        th[k, lane] = x_final[j, k] if inside else 0.0
+                        v[k, lane] = tangent_state[j, k]
                     for r in range(n_regions):
-                        occ[lane, r] = 0
+                        occ[lane, r] = occupancy[j, r] if occ_on else 0
                     for k in range(track_rows):
-                        acc[k, lane] = track_init[k]
+                        acc[k, lane] = tracked_slots[j, k] if t_first > 0 else track_init[k]
+                alive = 0
+                for lane in range(L):
+                    alive += running[lane]
+                t_end = t_last if alive > 0 else t_first     # every lane stopped earlier
                 g0 = np.uint64(g_first + base)
                 next_ts = 0
-                if n_ts > 0 and ts_steps[0] == 0:
+                while next_ts < n_ts and ts_steps[next_ts] < t_first:
+                    next_ts += 1
+                if t_first == 0 and n_ts > 0 and ts_steps[0] == 0:
                     for lane in range(lanes):
                         _record(ts_partial, group, 0, th, lane, p, eps)
                     next_ts = 1
-                if TRACK:
+                elif next_ts < n_ts and ts_steps[next_ts] == t_first:
+                    next_ts += 1              # recorded by the slice that ended at t_first
+                if TRACK and t_first == 0:
                     for lane in range(lanes):
                         track(acc, th, lane, 0, p, conf_f)
-                if paths_here:
+                if paths_here and t_first == 0:
                     for lane in range(lanes):
                         if i_first + base + lane < path_count:
                             for k in range(dim):
                                 paths[i_first + base + lane, 0, k] = th[k, lane]
-                for t in range(1, steps + 1):
+                for t in range(t_first + 1, t_end + 1):
                     tu = np.uint64(t)
                     # 1. One vectorised, branch-free loop over all lanes: the update (finished
                     #    lanes are computed and discarded), the commit of running lanes,
@@ -334,8 +347,18 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                         x_final[j, k] = th[k, lane]
                     fp_steps[j] = first[lane]
                     div_steps[j] = div[lane]
-                    log_growth[j] = growth[lane] + math.log(product[lane])
+                    # The tangent product is folded into the log sum after the last step.
+                    if final:
+                        log_growth[j] = growth[lane] + math.log(product[lane])
+                        product_state[j] = 1.0
+                    else:
+                        log_growth[j] = growth[lane]
+                        product_state[j] = product[lane]
                     lyap_steps[j] = grown[lane]
+                    for k in range(aux_size):
+                        aux_state[j, k] = aux[k, lane]
+                    for k in range(dim if tangent else 0):
+                        tangent_state[j, k] = v[k, lane]
                     if occ_on:
                         for r in range(occupancy.shape[1]):
                             occupancy[j, r] = occ[lane, r]

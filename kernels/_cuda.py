@@ -111,12 +111,12 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
 
     @cuda.jit
     def kernel(chunk, params, conf, out):
-        x_init, g_first, i_first, steps, key_lo, key_hi = chunk
+        g_first, i_first, t_first, t_last, final, key_lo, key_hi = chunk
         p, d = params
         conf_i, conf_f, boundaries, ts_steps = conf
         (x_final, fp_steps, div_steps, log_growth, lyap_steps, occupancy, hist, ts_partial,
-         tracked_slots, paths) = out
-        n = x_init.shape[0]
+         tracked_slots, aux_state, tangent_state, product_state, paths) = out
+        n = x_final.shape[0]
         lane = cuda.threadIdx.x
         group = cuda.blockIdx.x
         j = group * REDUCE_GROUP + lane
@@ -171,39 +171,46 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
         for r in range(n_bounds):
             bounds[r] = boundaries[r] if OCC and r < boundaries.shape[0] else math.inf
         for r in range(MAX_REGISTER_REGIONS):
-            occ[r] = 0
+            occ[r] = occupancy[row, r] if occ_on and in_registers and r < n_regions else 0
         path_count = conf_i[I_PATH_COUNT] if PATHS else 0
         path_every = np.int32(conf_i[I_PATH_EVERY])
         n_ts = ts_steps.shape[0] if TS else 0
         shared = cuda.shared.array(ts_shared, numba.float64)
+        # The state after step t_first (kernels._launch: a chunk runs in slices of steps,
+        # its state carried in the output arrays).
+        start = np.int32(t_first)
         for k in range(dim):
-            th[k, 0] = x_init[row, k]
-            v[k, 0] = 1.0 / math.sqrt(dim)
+            th[k, 0] = x_final[row, k]
+            v[k, 0] = tangent_state[row, k]
         for k in range(aux_rows):
-            aux[k, 0] = 0.0
+            aux[k, 0] = aux_state[row, k] if k < aux_size else 0.0
         # Tracked observables: slots and configuration in registers.
         acc = cuda.local.array((track_rows, 1), numba.float64)
         cf = cuda.local.array(n_cf, numba.float64)
         for k in range(track_rows):
-            acc[k, 0] = track_init[k]
+            acc[k, 0] = tracked_slots[row, k] if start > 0 else track_init[k]
         if TRACK:
             for k in range(n_cf):
                 cf[k] = conf_f[k]
-            if inside:
+            if inside and start == 0:
                 track(acc, th, 0, 0, pl if copy_p else p, cf)
-        running = inside
-        first = np.int32(-1)
-        div = np.int32(-1)
-        growth = 0.0
-        grown = np.int32(0)
+        first = np.int32(fp_steps[row])
+        div = np.int32(div_steps[row])
+        running = inside and div < 0 and not (stop_on_pass and first >= 0)
+        growth = log_growth[row]
+        grown = np.int32(lyap_steps[row])
+        # Recorded steps up to t_first were recorded by earlier slices (step 0 is
+        # recorded below, at t = t_first = 0).
         next_ts = 0
-        if PATHS and inside and i < path_count:
+        while start > 0 and next_ts < n_ts and ts_steps[next_ts] <= start:
+            next_ts += 1
+        if PATHS and inside and i < path_count and start == 0:
             for k in range(dim):
                 paths[i, 0, k] = th[k, 0]
-        last = np.int32(steps)
-        for t in range(np.int32(0), last + np.int32(1)):
+        last = np.int32(t_last)
+        for t in range(start, last + np.int32(1)):
             contributes = running
-            if t > 0 and running:
+            if t > start and running:
                 norm = step(th, aux, v, nxt, nxt_aux, buf, 0, g, np.uint64(t), key_lo, key_hi,
                             pl if copy_p else p, dl)
                 finite = True
@@ -294,6 +301,10 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
             div_steps[j] = div
             log_growth[j] = growth
             lyap_steps[j] = grown
+            for k in range(aux_size):
+                aux_state[j, k] = aux[k, 0]
+            for k in range(dim if tangent else 0):
+                tangent_state[j, k] = v[k, 0]
             if occ_on and in_registers:
                 for r in range(MAX_REGISTER_REGIONS):
                     if r < n_regions:

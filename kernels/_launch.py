@@ -24,8 +24,8 @@ from ._observe import I_HIST_BINS, I_HIST_GROUPS, OBSERVABLES, REDUCE_GROUP, tra
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
 
-__all__ = ["KernelCompileError", "ChunkKernel", "cache_dir", "get_kernel", "initial_state",
-           "seed_key"]
+__all__ = ["KernelCompileError", "ChunkKernel", "ChunkState", "OUTPUTS", "cache_dir",
+           "get_kernel", "initial_state", "seed_key"]
 
 _MASK32 = 0xFFFFFFFF
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -133,6 +133,39 @@ def _locate_in_functions(text, functions):
     return f"{os.path.basename(path)} line {line}: {what}"
 
 
+# The output bundle of a kernel, in order (``paths`` follows them). Every one is also the
+# state a chunk carries from one slice of steps to the next.
+OUTPUTS = ("x_final", "fp_steps", "div_steps", "log_growth", "lyap_steps", "occupancy", "hist",
+           "ts_partial", "tracked", "aux", "tangent", "product")
+
+
+@dataclass
+class ChunkState:
+    """One chunk in progress: its inputs, and its state after step ``t`` of ``steps``.
+
+    The arrays of ``out`` (``OUTPUTS``) hold the state between slices: the state
+    vector, the optimiser buffers and tangent vector, the per-trajectory observables
+    and the sums so far. Nothing else is needed to continue, so a checkpoint stores
+    exactly these (sim._checkpoint) and the continued chunk is bit-identical to an
+    uninterrupted one.
+    """
+
+    g_first: int
+    i_first: int
+    steps: int
+    key: tuple
+    params: tuple
+    conf: tuple
+    out: dict
+    paths: np.ndarray
+    t: int = 0
+    seconds: float = 0.0
+
+    @property
+    def done(self):
+        return self.t >= self.steps
+
+
 @dataclass
 class ChunkKernel:
     """A compiled chunk kernel for one backend, with its compile time."""
@@ -145,35 +178,39 @@ class ChunkKernel:
     compiled: bool = False
     user_functions: tuple = ()   # a user model's own functions, to locate compile errors
     tracked_rows: int = 0        # slots of the tracked (plug-in) observables
+    aux_rows: int = 0            # the dynamics' auxiliary buffers (an optimiser's state)
 
     @property
     def ts_columns(self):
         """Columns of ``ts_partial``: see kernels._observe (TS_*)."""
         return 4 + 2 * self.dim
 
-    def arguments(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f,
-                  boundaries, ts_steps):
-        """The kernel's input bundles, its zeroed outputs (by name) and the group count.
+    def start(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f, boundaries,
+              ts_steps, paths):
+        """A chunk before step 1 (``advance`` runs it).
 
         A kernel is called ``kernel(chunk, params, conf, out)`` with four tuples:
 
-        - ``chunk = (x_init [n, d], g_first, i_first, steps, key_lo, key_hi)``: the
-          trajectories of this launch (global index of the first, its index within
-          the sweep point), the steps to run and the Philox key;
+        - ``chunk = (g_first, i_first, t_first, t_last, final, key_lo, key_hi)``: the
+          global index of the launch's first trajectory and its index within the sweep
+          point, the slice of steps t_first + 1 .. t_last to run (``final`` when t_last
+          is the last step) and the Philox key;
         - ``params = (p, d)``: the model's and the dynamics' parameter vectors;
         - ``conf = (conf_i, conf_f, boundaries, ts_steps)``: the observables'
           configuration (kernels._observe), occupancy boundaries, recorded steps;
-        - ``out``: the arrays named in ``OUTPUTS``, in that order, then ``paths``.
+        - ``out``: the arrays named in ``OUTPUTS``, in that order, then ``paths``: read
+          as the state after step t_first and written as the state after t_last.
+
+        ``paths`` ([M, K] of the point) is updated in place for the rows this chunk owns.
         """
         n = x_init.shape[0]
-        key_lo, key_hi = seed_key(seed)
-        n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
         groups, bins = conf_i[I_HIST_GROUPS], conf_i[I_HIST_BINS]
         copies = numba.get_num_threads() if self.backend == "cpu" else 1
+        n_groups = (n + REDUCE_GROUP - 1) // REDUCE_GROUP
         out = {
-            "x_final": np.zeros((n, self.dim), dtype=self.dtype),
-            "fp_steps": np.zeros(n, dtype=np.int64),
-            "div_steps": np.zeros(n, dtype=np.int64),
+            "x_final": np.array(x_init, dtype=self.dtype, copy=True),
+            "fp_steps": np.full(n, -1, dtype=np.int64),
+            "div_steps": np.full(n, -1, dtype=np.int64),
             "log_growth": np.zeros(n),
             "lyap_steps": np.zeros(n, dtype=np.int64),
             "occupancy": np.zeros((n if boundaries.size else 0, boundaries.size + 1),
@@ -181,67 +218,87 @@ class ChunkKernel:
             "hist": np.zeros((copies, groups, self.dim, bins + 2), dtype=np.int64),
             "ts_partial": np.zeros((n_groups, ts_steps.size, self.ts_columns)),
             "tracked": np.zeros((n, max(self.tracked_rows, 1))),
+            "aux": np.zeros((n, max(self.aux_rows, 1))),
+            "tangent": np.full((n, self.dim), 1.0 / np.sqrt(self.dim)),
+            "product": np.ones(n),
         }
-        chunk = (x_init, np.uint64(g_first), np.int64(i_first), np.int64(steps), key_lo, key_hi)
-        inputs = (chunk, (p, d), (conf_i, conf_f, boundaries, ts_steps))
-        return inputs, out, n_groups
+        return ChunkState(int(g_first), int(i_first), int(steps), seed_key(seed), (p, d),
+                          (conf_i, conf_f, boundaries, ts_steps), out, paths)
+
+    def advance(self, state, t_last):
+        """Run ``state`` on to step ``t_last`` (one kernel launch); the first call of a
+        kernel compiles it first, on a one-trajectory copy, timed apart."""
+        t_last = min(int(t_last), state.steps)
+        self.compile(state)
+        start = time.perf_counter()
+        self._launch(state, state.out, state.paths, state.t, t_last)
+        state.seconds += time.perf_counter() - start
+        state.t = t_last
+
+    def outputs(self, state):
+        """The finished chunk's outputs (numpy), histogram copies summed."""
+        out = dict(state.out)
+        out["hist"] = out["hist"].sum(axis=0)
+        return out
 
     def run(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f, boundaries,
             ts_steps, paths):
-        """Run one chunk; return its outputs (numpy) and the kernel seconds.
+        """Run one chunk in one launch; return its outputs (numpy) and the kernel seconds."""
+        state = self.start(x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f,
+                           boundaries, ts_steps, paths)
+        self.advance(state, steps)
+        return self.outputs(state), state.seconds
 
-        ``paths`` ([M, K] of the point) is updated in place for the rows this
-        chunk owns. The first call includes compilation, timed separately.
-        """
-        inputs, out, n_groups = self.arguments(x_init, g_first, i_first, steps, seed, p, d,
-                                               conf_i, conf_f, boundaries, ts_steps)
-        if not self.compiled:
-            self._compile(inputs, out, paths)
-        start = time.perf_counter()
-        self._launch(inputs, out, paths, n_groups)
-        seconds = time.perf_counter() - start
-        out["hist"] = out["hist"].sum(axis=0)
-        return out, seconds
+    def arguments(self, state, t_first, t_last, out=None, paths=None):
+        """The launch's four bundles (see ``start``) and its number of thread blocks."""
+        out = state.out if out is None else out
+        paths = state.paths if paths is None else paths
+        n = out["x_final"].shape[0]
+        chunk = (np.uint64(state.g_first), np.int64(state.i_first), np.int64(t_first),
+                 np.int64(t_last), np.int64(t_last == state.steps)) + state.key
+        bundles = (chunk, state.params, state.conf,
+                   tuple(out[k] for k in OUTPUTS) + (paths,))
+        return bundles, (n + REDUCE_GROUP - 1) // REDUCE_GROUP
 
-    def _launch(self, inputs, out, paths, n_groups):
+    def _launch(self, state, out, paths, t_first, t_last):
+        bundles, n_groups = self.arguments(state, t_first, t_last, out, paths)
         if self.backend != "cuda":
-            self.kernel(*inputs, tuple(out[k] for k in OUTPUTS) + (paths,))
+            self.kernel(*bundles)
             return
         from numba import cuda
 
         def device(bundle):
             return tuple(cuda.to_device(a) if isinstance(a, np.ndarray) else a for a in bundle)
 
-        device_out = device([out[k] for k in OUTPUTS] + [paths])
-        self.kernel[n_groups, REDUCE_GROUP](*(device(b) for b in inputs), device_out)
+        device_out = device(bundles[3])
+        self.kernel[n_groups, REDUCE_GROUP](*(device(b) for b in bundles[:3]), device_out)
         cuda.synchronize()
         for k, arr in zip(OUTPUTS, device_out):
-            out[k] = arr.copy_to_host()
+            out[k][...] = arr.copy_to_host()
         paths[...] = device_out[-1].copy_to_host()
 
-    def _compile(self, inputs, out, paths):
-        # Compile on a one-trajectory, one-step problem so the first real chunk is timed alone.
+    def compile(self, state):
+        """Compile the kernel (once) on a one-trajectory, one-step copy of ``state``."""
+        if not self.compiled:
+            self._compile(state)
+
+    def _compile(self, state):
+        # Compile on a one-trajectory, one-step problem so the first real slice is timed alone.
         # Model errors surface here too, on every backend, before any real work.
         start = time.perf_counter()
-        chunk = inputs[0]
-        tiny = ((chunk[0][:1],) + chunk[1:3] + (np.int64(1),) + chunk[4:],) + inputs[1:]
-        scratch = {k: v[:1].copy() for k, v in out.items()}
+        tiny = ChunkState(state.g_first, state.i_first, 1, state.key, state.params, state.conf,
+                          {k: v[:1].copy() for k, v in state.out.items()}, state.paths.copy())
         try:
             with warnings.catch_warnings():
                 # A failing user model also triggers numba type-safety warnings; the
                 # error below says what matters in one line.
                 warnings.simplefilter("ignore", numba.core.errors.NumbaWarning)
-                self._launch(tiny, scratch, paths.copy(), 1)
+                self._launch(tiny, tiny.out, tiny.paths, 0, 1)
         except Exception as exc:
             raise KernelCompileError(self.backend,
                                      _compile_failure(exc, self.user_functions)) from exc
         self.compile_seconds = time.perf_counter() - start
         self.compiled = True
-
-
-# The output bundle of a kernel, in order (``paths`` follows them).
-OUTPUTS = ("x_final", "fp_steps", "div_steps", "log_growth", "lyap_steps", "occupancy", "hist",
-           "ts_partial", "tracked")
 
 
 def cache_dir(model, variant=""):
@@ -344,5 +401,5 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
         _KERNELS[key] = kernel
     return ChunkKernel(backend, _KERNELS[key], dtype, model.dim,
                        user_functions=model.user_functions,
-                       tracked_rows=tracked_layout(tracked)[0])
+                       tracked_rows=tracked_layout(tracked)[0], aux_rows=aux_size(name, model.dim))
 

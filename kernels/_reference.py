@@ -55,26 +55,27 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=()):
     init = np.array([float(v) for obs in tracked for v in obs.init])
 
     def kernel(chunk, params, conf, out):
-        x_init, g_first, i_first, steps, key_lo, key_hi = chunk
+        g_first, i_first, t_first, t_last, final, key_lo, key_hi = chunk
         p, d = params
         conf_i, conf_f, boundaries, ts_steps = conf
         (x_final, fp_steps, div_steps, log_growth, lyap_steps, occupancy, hist, ts_partial,
-         tracked_slots, paths) = out
-        n = x_init.shape[0]
-        dtype = x_init.dtype
-        th = x_init.T.copy()                                   # [d, n], the state's dtype
-        aux = np.zeros((max(aux_rows, 1), n))
-        v = np.full((dim, n), 1.0 / np.sqrt(dim))
+         tracked_slots, aux_state, tangent_state, product_state, paths) = out
+        # The state after step t_first, carried in the outputs from slice to slice.
+        n = x_final.shape[0]
+        dtype = x_final.dtype
+        th = x_final.T.copy()                                  # [d, n], the state's dtype
+        aux = aux_state.T.copy()
+        v = tangent_state.T.copy()
         local = np.arange(n)
         point_index = i_first + local
         g = np.uint64(g_first) + local.astype(np.uint64)
         group = local // REDUCE_GROUP
         batch = point_index * conf_i[I_HIST_GROUPS] // conf_i[I_PER_POINT]
-        running = np.ones(n, dtype=bool)
-        first = np.full(n, -1, dtype=np.int64)
-        div = np.full(n, -1, dtype=np.int64)
-        growth = np.zeros(n)
-        grown = np.zeros(n, dtype=np.int64)
+        first = fp_steps.copy()
+        div = div_steps.copy()
+        running = (div < 0) & ~((first >= 0) & bool(conf_i[I_FP_STOP]))
+        growth = log_growth.copy()
+        grown = lyap_steps.copy()
         coord = conf_i[I_COORD]
         ts_index = {int(s): k for k, s in enumerate(ts_steps)}
         rows = point_index < conf_i[I_PATH_COUNT]
@@ -84,7 +85,8 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=()):
         def watched(state):
             return np.sqrt((state * state).sum(axis=0)) if coord == COORD_NORM else state[coord]
 
-        acc = np.repeat(init[:, None], n, axis=1)
+        acc = (np.repeat(init[:, None], n, axis=1) if t_first == 0
+               else tracked_slots[:, :len(init)].T.copy())
 
         def track(t, where):
             row, col = 0, N_CONF_F
@@ -106,16 +108,17 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=()):
                 np.add.at(ts_partial[:, k, column], group[where],
                           np.broadcast_to(contrib, (n,))[where])
 
-        if 0 in ts_index:
-            record(ts_index[0], running)
-        track(0, running)
-        paths[point_index[rows], 0, :] = th[:, rows].T
+        if t_first == 0:
+            if 0 in ts_index:
+                record(ts_index[0], running)
+            track(0, running)
+            paths[point_index[rows], 0, :] = th[:, rows].T
         # Diverging and stopped trajectories make inf/NaN that are masked out below.
         with np.errstate(all="ignore"):
-            for t in range(1, steps + 1):
+            for t in range(t_first + 1, t_last + 1):
                 if not running.any():
                     break
-                nxt, nxt_aux = np.empty((dim, n)), np.empty_like(aux)
+                nxt, nxt_aux = np.empty((dim, n)), aux.copy()
                 before = v.copy()
                 norm = step(th.astype(np.float64), aux, v, nxt, nxt_aux, np.empty((3 * dim, n)),
                             _ALL, g, np.uint64(t), key_lo, key_hi, p, d)
@@ -152,6 +155,8 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=()):
         div_steps[:] = div
         log_growth[:] = growth
         lyap_steps[:] = grown
+        aux_state[:] = aux[:aux_state.shape[1]].T
+        tangent_state[:] = v.T
         tracked_slots[:, :len(init)] = acc.T
 
     return kernel

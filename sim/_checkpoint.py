@@ -8,7 +8,10 @@ file in the sidecar folder ``OUT.h5.parts/``. Every file is written under a
 temporary name, fsync'ed and renamed into place (``_runfile.replacing``), and
 a part is written before the manifest that lists it, so a kill at any moment
 leaves at the output path either nothing or a manifest whose parts are all
-there. When the last chunk is done, the parts are combined into the run file
+there. A chunk in progress (a long chunk runs in slices of steps, and a
+checkpoint can come between two of them) is saved as ``partial-C-T.h5``: the
+carried state of chunk C after step T (``_engine.state_arrays``), from which
+``resume`` continues it bit for bit. When the last chunk is done, the parts are combined into the run file
 (again temporary file, fsync, rename over the manifest) and the sidecar is
 removed.
 """
@@ -35,6 +38,7 @@ class Checkpoint:
         self.plan = plan
         self.device = device
         self.parts = []  # (c0, c1): chunks [c0, c1) of plan.chunks, in order
+        self.partial = None  # (chunk, step) of the saved chunk in progress, or None
         self.earlier_wall = 0.0  # wall seconds of earlier sessions, up to their last save
         self.session_start = time.perf_counter()
         self.experiment_text = None
@@ -55,18 +59,48 @@ class Checkpoint:
     def _part_path(self, c0, c1):
         return os.path.join(self.parts_dir, f"part-{c0:09d}-{c1:09d}.h5")
 
+    def _partial_path(self, chunk, step):
+        return os.path.join(self.parts_dir, f"partial-{chunk:09d}-{step:012d}.h5")
+
     def _wall(self):
         return self.earlier_wall + (time.perf_counter() - self.session_start)
 
-    def save(self, piece, c0, c1):
-        """Make chunks [c0, c1) durable: write their part, then the manifest listing it."""
+    def save(self, piece, c0, c1, partial=None):
+        """Make chunks [c0, c1) durable, and ``partial = (c1, state)``, the chunk in
+        progress, if given: write the files, then the manifest listing them."""
+        from ._engine import state_arrays
+
         if c0 != self.done:
             raise RuntimeError(f"checkpoint parts out of order ({c0} after {self.done})")
         os.makedirs(self.parts_dir, exist_ok=True)
-        with replacing(self._part_path(c0, c1)) as f:
-            write_piece(f, piece)
-        self.parts.append((c0, c1))
+        if c1 > c0:
+            with replacing(self._part_path(c0, c1)) as f:
+                write_piece(f, piece)
+            self.parts.append((c0, c1))
+        previous = self.partial
+        self.partial = None
+        if partial is not None:
+            chunk, state = partial
+            arrays, attrs = state_arrays(state)
+            with replacing(self._partial_path(chunk, state.t)) as f:
+                for key, value in arrays.items():
+                    f.create_dataset(key, data=value)
+                f.attrs.update(attrs)
+            self.partial = (chunk, state.t)
         self._write_manifest()
+        if previous is not None and previous != self.partial:
+            _unlink(self._partial_path(*previous))
+
+    def load_partial(self):
+        """The saved chunk in progress as (chunk, (arrays, attrs)), or None."""
+        if self.partial is None:
+            return None
+        with h5py.File(self._partial_path(*self.partial), "r") as f:
+            arrays = {}
+            f.visititems(lambda key, obj: arrays.__setitem__(key, obj[()])
+                         if isinstance(obj, h5py.Dataset) else None)
+            attrs = dict(f.attrs)
+        return self.partial[0], (arrays, attrs)
 
     def _write_manifest(self):
         plan = self.plan
@@ -79,6 +113,8 @@ class Checkpoint:
             group.attrs["parts_dir"] = os.path.basename(self.parts_dir)
             group.create_dataset("parts", data=np.array(self.parts, dtype=np.int64)
                                  .reshape(-1, 2))
+            if self.partial is not None:
+                group.attrs["partial"] = np.array(self.partial, dtype=np.int64)
 
     def finish(self, last_piece, c0):
         """Combine the saved parts and ``last_piece`` (chunks c0..end) into the run file."""
@@ -119,6 +155,8 @@ class Checkpoint:
             chunk = int(group.attrs["chunk"])
             n_chunks = int(group.attrs["chunks"])
             parts = [tuple(int(v) for v in row) for row in group["parts"][()]]
+            partial = (tuple(int(v) for v in group.attrs["partial"])
+                       if "partial" in group.attrs else None)
         plan = make_plan_from(attrs, chunk)
         if len(plan.chunks) != n_chunks:
             raise RuntimeError(f"{out_path}: checkpoint plan has {n_chunks} chunks, "
@@ -127,6 +165,7 @@ class Checkpoint:
         ckpt = cls(out_path, plan, str(attrs.get("device", "")))
         ckpt.experiment_text = text.decode() if isinstance(text, bytes) else str(text)
         ckpt.parts = parts
+        ckpt.partial = partial
         ckpt.earlier_wall = float(attrs.get("wall_seconds", 0.0))
         edge = 0
         for c0, c1 in parts:
@@ -134,6 +173,11 @@ class Checkpoint:
                 raise FileNotFoundError(2, "checkpoint part missing", ckpt._part_path(c0, c1))
             edge = c1
         keep = {os.path.basename(ckpt._part_path(c0, c1)) for c0, c1 in parts}
+        if partial is not None:
+            if partial[0] != edge or not os.path.isfile(ckpt._partial_path(*partial)):
+                raise FileNotFoundError(2, "checkpoint part missing",
+                                        ckpt._partial_path(*partial))
+            keep.add(os.path.basename(ckpt._partial_path(*partial)))
         _remove_parts(ckpt.parts_dir, keep)  # parts written after the last manifest
         return ckpt
 
@@ -156,7 +200,8 @@ def _remove_parts(folder, keep):
     for name in os.listdir(folder):
         if name in keep:
             continue
-        if (name.startswith("part-") and name.endswith(".h5")) or name.endswith(".tmp"):
+        if (name.startswith(("part-", "partial-")) and name.endswith(".h5")) \
+                or name.endswith(".tmp"):
             _unlink(os.path.join(folder, name))
     if not keep:
         try:

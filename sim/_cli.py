@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sim import _schema
 from sim._config import ExperimentError, _show, load_experiment
-from sim._version import FORMAT
+from sim._version import FORMAT, FORMAT_VERSION, __version__
 
 __all__ = ["main", "UsageError"]
 
@@ -73,6 +73,8 @@ def _error(message):
 def _build_parser():
     parser = _Parser(prog=PROG, description="Batched Monte Carlo simulator of SGD and "
                                             "Langevin dynamics.")
+    parser.add_argument("--version", action="version",
+                        version=f"%(prog)s {__version__} (run files: {FORMAT} v{FORMAT_VERSION})")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = commands.add_parser("run", help="run an experiment file",

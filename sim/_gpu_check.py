@@ -222,10 +222,9 @@ def _build(name, backend="cuda", observables=True, experiment=None,
 
 def _launch_arguments(kernel, inputs):
     """Every argument of the kernel launch for ``run`` inputs (their types are the signature)."""
-    from kernels._launch import OUTPUTS
-
-    bundles, out, _ = kernel.arguments(*inputs[:-1])
-    return bundles + (tuple(out[k] for k in OUTPUTS) + (inputs[-1],),)
+    state = kernel.start(*inputs)
+    bundles, _ = kernel.arguments(state, 0, state.steps)
+    return bundles
 
 
 def _compile_one(name, experiment, cc, out_dir):

@@ -19,7 +19,7 @@ import time
 from ._config import ExperimentError
 from ._engine import Points, Progress, device_name, execute, resolve_backend
 from ._plan import make_plan
-from ._runfile import Piece, TreeSum, replacing, root_attrs, write_run
+from ._runfile import Piece, TreeSum, failure_warnings, replacing, root_attrs, write_run
 
 __all__ = ["run_mpi"]
 
@@ -145,4 +145,6 @@ def run_mpi(experiment, out_path, overwrite=False, quiet=False, source=None):
     comm.bcast(True, root=0)
     if not quiet:
         print(f"sgdsim: {size} MPI ranks wrote {out_path}", file=sys.stderr)
+    for line in failure_warnings(out_path):
+        print(f"sgdsim: warning: {line}", file=sys.stderr, flush=True)
     return out_path

@@ -18,7 +18,8 @@ from ._schema import state_dimension
 from .observables import config_vector, enabled
 
 __all__ = ["Plan", "make_plan", "sweep_points", "timeseries_steps", "shard_range",
-           "model_for", "check_capabilities", "configuration", "HISTOGRAM_GROUPS", "AUTO_CHUNK"]
+           "model_for", "check_capabilities", "check_initial_values", "configuration",
+           "HISTOGRAM_GROUPS", "AUTO_CHUNK"]
 
 HISTOGRAM_GROUPS = 20
 # Automatic chunk size: trajectories per launch (a multiple of REDUCE_GROUP).
@@ -82,6 +83,42 @@ def model_for(spec, dynamics=None):
         obj = getattr(importlib.import_module(module_name), attr)
         return kernels.user_model(obj, name)
     return kernels.builtin_model(spec, (dynamics or {}).get("eps", 1.0))
+
+
+def check_initial_values(point, seed, source, point_index=0, per_point=1, dtype="float64"):
+    """Bad input when a user model's functions are not finite at theta_0.
+
+    The gradient (and noise variance, per-sample gradient where the dynamics uses
+    them) is evaluated in Python at the initial states of the point's first
+    trajectories; a NaN or inf there would make every trajectory non-finite at step 1.
+    """
+    name = point["model"]["name"]
+    if ":" not in name:
+        return
+    module_name, attr = name.split(":", 1)
+    obj = getattr(importlib.import_module(module_name), attr)
+    dyn = point["dynamics"]
+    checks = [("gradient", lambda f, x: f(x))]
+    if hasattr(obj, "noise_var") and dyn["name"] in ("langevin", "sgd"):
+        checks.append(("noise_var", lambda f, x: f(x)))
+    if dyn["name"] == "sgd" and dyn.get("noise", "finite_sum") == "finite_sum" \
+            and hasattr(obj, "per_sample_gradient"):
+        checks.append(("per_sample_gradient", lambda f, x: f(x, 0)))
+    x0 = kernels.initial_state(point["init"], point_index * per_point, min(per_point, 8), seed,
+                               dtype, 1)[:, 0]
+    for fn_name, call in checks:
+        fn = getattr(obj, fn_name)
+        for x in np.unique(x0):
+            try:
+                value = float(call(fn, float(x)))
+            except Exception as exc:
+                raise ExperimentError(source, "model.name",
+                                      f"{name}: {fn_name}({float(x):g}) at theta_0 failed "
+                                      f"({type(exc).__name__}: {exc})") from None
+            if not np.isfinite(value):
+                raise ExperimentError(source, "model.name",
+                                      f"{name}: {fn_name}({float(x):g}) = {value} at theta_0 "
+                                      f"is not finite; every trajectory would fail at step 1")
 
 
 def check_capabilities(model, point, source):

@@ -31,7 +31,7 @@ from ._version import FORMAT, FORMAT_VERSION, __version__
 from .observables import enabled
 
 __all__ = ["TreeSum", "Piece", "ShardFilePiece", "write_piece", "read_piece", "write_run",
-           "root_attrs", "replacing"]
+           "root_attrs", "replacing", "failure_warnings"]
 
 
 class TreeSum:
@@ -106,6 +106,9 @@ def row_fields(plan):
         fields.append(("fp_steps", "first_passage/steps", np.int64, ()))
     if "divergence" in observables:
         fields.append(("div_steps", "divergence/steps", np.int64, ()))
+    else:
+        # Always recorded: the first step at which a trajectory became non-finite.
+        fields.append(("div_steps", "nonfinite/steps", np.int64, ()))
     if "lyapunov" in observables:
         fields.append(("log_growth", "lyapunov/log_growth", np.float64, ()))
         fields.append(("lyap_steps", "lyapunov/steps", np.int64, ()))
@@ -115,6 +118,25 @@ def row_fields(plan):
         for output, dtype, _ in obs.outputs:
             fields.append((f"{obs.name}.{output}", f"{obs.name}/{output}", np.dtype(dtype), ()))
     return fields
+
+
+def failure_warnings(path):
+    """One line per sweep point of the run file ``path`` whose trajectories became non-finite
+    (or diverged, with the divergence observable on), naming how many and from which step."""
+    lines = []
+    with h5py.File(path, "r") as f:
+        name = "divergence/steps" if "divergence/steps" in f else "nonfinite/steps"
+        if name not in f:
+            return lines
+        steps = f[name][()]
+    what = "diverged or became non-finite" if name.startswith("divergence") else \
+        "became non-finite"
+    for point, row in enumerate(steps):
+        failed = row >= 0
+        if failed.any():
+            lines.append(f"point {point}: {int(failed.sum())} of {row.size} trajectories {what} "
+                         f"(first at step {int(row[failed].min())}; /{name})")
+    return lines
 
 
 def tracked_rows(plan, out):

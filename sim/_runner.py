@@ -13,15 +13,15 @@ added in a fixed tree over group indices, so every dataset is identical bit
 for bit whatever the chunk size, thread count, interruptions, shards or ranks.
 """
 import os
-import signal
 import sys
 import tomllib
 
 from ._checkpoint import Checkpoint
 from ._config import ExperimentError, resolve_experiment
-from ._engine import Points, Progress, device_name, execute, resolve_backend
+from ._engine import Interrupts, Points, Progress, device_name, execute, resolve_backend
 from ._mpi import run_mpi
 from ._plan import configuration, make_plan
+from ._runfile import failure_warnings
 from ._version import FORMAT
 
 __all__ = ["run_experiment", "resume_run", "merge_shards"]
@@ -52,27 +52,6 @@ def _checkpoint_interval(experiment, seconds=None):
                                           f"(got {text!r})") from None
 
 
-class _SigtermAsInterrupt:
-    """Within the block, SIGTERM (a batch system's time limit) acts like Ctrl-C."""
-
-    def __enter__(self):
-        self.previous = None
-        try:
-            self.previous = signal.signal(signal.SIGTERM, self._handler)
-        except ValueError:  # not the main thread
-            pass
-        return self
-
-    @staticmethod
-    def _handler(signum, frame):
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-        return False
-
-
 def run_experiment(experiment, out_path, overwrite=False, quiet=False, shard=None, source=None,
                    mpi=False, checkpoint_seconds=None):
     """Run a resolved experiment and write its run file at ``out_path``; return the path.
@@ -98,16 +77,27 @@ def run_experiment(experiment, out_path, overwrite=False, quiet=False, shard=Non
     return out_path
 
 
+def warn_failures(path):
+    """Print on stderr the run file's sweep points with non-finite (or diverged) trajectories."""
+    for line in failure_warnings(path):
+        print(f"sgdsim: warning: {line}", file=sys.stderr, flush=True)
+
+
 def _run_chunks(ckpt, points, quiet, interval):
     plan = ckpt.plan
     done = sum(b - a for _, a, b in plan.chunks[:ckpt.done]) * plan.steps
+    if ckpt.partial is not None:
+        p, a, b = plan.chunks[ckpt.partial[0]]
+        done += (b - a) * ckpt.partial[1]
     progress = Progress(plan.n_points * plan.n_local * plan.steps, quiet, done)
     try:
-        with _SigtermAsInterrupt():
-            piece, first = execute(plan, points, ckpt.done, progress, ckpt.save, interval)
+        with Interrupts() as interrupts:
+            piece, first = execute(plan, points, ckpt.done, progress, ckpt.save, interval,
+                                   interrupts, ckpt.load_partial())
             ckpt.finish(piece, first)
     finally:
         progress.close()
+    warn_failures(ckpt.out_path)
 
 
 def _plan_from_attrs(path):
@@ -162,7 +152,9 @@ def resume_run(path, quiet=False, checkpoint_seconds=None):
     ckpt.device = device_name(plan.backend)
     points = Points(plan, path)
     if not quiet:
-        print(f"sgdsim: resuming {path} at chunk {ckpt.done}/{len(plan.chunks)}",
+        inside = (f", step {ckpt.partial[1]}/{plan.steps} of chunk {ckpt.partial[0] + 1}"
+                  if ckpt.partial is not None else "")
+        print(f"sgdsim: resuming {path} at chunk {ckpt.done}/{len(plan.chunks)}{inside}",
               file=sys.stderr)
     _run_chunks(ckpt, points, quiet, interval)
     return path
