@@ -138,9 +138,27 @@ def _two_samples(p):
     return 2
 
 
+_SCALAR_WRAPPERS = {}
+
+
 def _scalar_model(name, params, loss1, grad1, hess1, std1, var_deriv1, n_samples,
                   sample_grad1, sample_hess1, **extra):
-    """A d = 1 Model from scalar functions f(x, p) (and f(x, i, p) per sample)."""
+    """A d = 1 Model from scalar functions f(x, p) (and f(x, i, p) per sample).
+
+    The wrappers are made once per set of scalar functions, so that models that
+    differ only in their parameters (the points of a sweep) share one kernel.
+    """
+    key = (loss1, grad1, hess1, std1, var_deriv1, sample_grad1, sample_hess1)
+    if key not in _SCALAR_WRAPPERS:
+        _SCALAR_WRAPPERS[key] = _scalar_wrappers(*key)
+    (loss, grad, hvp, noise_std, noise_var_dir, add_sample_grad,
+     add_sample_hvp) = _SCALAR_WRAPPERS[key]
+    return Model(name, 1, loss, grad, hvp, noise_std, noise_var_dir, n_samples,
+                 add_sample_grad, add_sample_hvp, params, **extra)
+
+
+def _scalar_wrappers(loss1, grad1, hess1, std1, var_deriv1, sample_grad1, sample_hess1):
+    """The th[k, l] functions of a d = 1 model from its scalar functions."""
 
     @_call
     def loss(th, l, p):
@@ -170,8 +188,7 @@ def _scalar_model(name, params, loss1, grad1, hess1, std1, var_deriv1, n_samples
     def add_sample_hvp(th, l, p, i, v, vrow, scale, out, row):
         out[row, l] = out[row, l] + scale * sample_hess1(np.float64(th[0, l]), i, p) * v[vrow, l]
 
-    return Model(name, 1, loss, grad, hvp, noise_std, noise_var_dir, n_samples,
-                 add_sample_grad, add_sample_hvp, params, **extra)
+    return loss, grad, hvp, noise_std, noise_var_dir, add_sample_grad, add_sample_hvp
 
 
 def _polynomial_functions(length, logistic):

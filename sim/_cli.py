@@ -96,6 +96,10 @@ def _build_parser():
                      help=_CHECKPOINT_HELP + "; overrides run.checkpoint_seconds")
     run.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
     run.add_argument("--quiet", action="store_true", help="no progress output")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the plan (kernels, chunks, bytes, memory) and exit")
+    run.add_argument("--force", action="store_true",
+                     help="run even if the run file may not fit the disk or a chunk the memory")
     run.set_defaults(handler=_cmd_run)
 
     info = commands.add_parser("info", help="describe a run file")
@@ -201,6 +205,8 @@ def _cmd_run(args):
         if count > trajectories:
             raise UsageError(f"{args.experiment}: [run] trajectories = {trajectories} cannot be "
                              f"split into --shard {index}/{count} shards")
+    if args.dry_run:
+        return _dry_run(experiment, args)
     _check_output(args.output, args.overwrite, inputs=[args.experiment])
     from kernels import KernelCompileError
     from sim._runner import run_experiment
@@ -210,11 +216,33 @@ def _cmd_run(args):
             # Also passed on its own: the flag beats SGDSIM_CHECKPOINT_SECONDS, the key does not.
             extra["checkpoint_seconds"] = args.checkpoint_seconds
         run_experiment(experiment, args.output, overwrite=args.overwrite, quiet=args.quiet,
-                       shard=args.shard, source=args.experiment, **extra)
+                       shard=args.shard, source=args.experiment, force=args.force, **extra)
     except KernelCompileError as exc:
         raise ExperimentError(args.experiment, "model.name",
                               f"{experiment['model']['name']!r} cannot be compiled for the "
                               f"{exc.backend} backend: {exc.reason}") from None
+    return 0
+
+
+def _dry_run(experiment, args):
+    """Print what ``run`` would do, check the sizes, write nothing."""
+    from sim import _sizing
+    from sim._engine import resolve_backend
+    from sim._plan import check_capabilities, model_for
+    from sim._runner import planned
+
+    plan = planned(experiment, resolve_backend(experiment["run"]["backend"]), args.shard)
+    variants = set()
+    for _, point in plan.points:
+        model = model_for(point["model"], point["dynamics"])
+        check_capabilities(model, point, args.experiment)
+        dyn = point["dynamics"]
+        variants.add((model.specialisation, dyn["name"], dyn.get("noise"),
+                      dyn.get("batch_size", 1) == 1))
+    for line in _sizing.describe(plan, len(variants)):
+        print(line)
+    if not args.force:
+        _sizing.check(plan, args.output, args.experiment)
     return 0
 
 

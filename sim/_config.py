@@ -503,6 +503,9 @@ class _Resolver:
                     self.fail(f"{path}.burn_in",
                               f"must be <= run.steps = {run['steps']} so that some step is "
                               f"counted (got {observable['burn_in']})")
+            if name == "paths" and observable["count"] > run["trajectories"]:
+                self.fail(f"{path}.count", f"must be <= run.trajectories = "
+                                           f"{run['trajectories']} (got {observable['count']})")
             plugin = PLUGINS.get(name)
             problem = plugin.validate(observable, run) if plugin and plugin.validate else None
             if problem is not None:

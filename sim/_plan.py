@@ -46,10 +46,16 @@ def sweep_points(experiment):
 
 def timeseries_steps(spec, steps):
     """Recorded steps of the timeseries observable: linear from 0, or log from 1."""
+    points = spec["points"]
     if spec.get("spacing", "linear") == "log":
-        grid = np.geomspace(1, steps, spec["points"])
+        # Grid increments below 1 hit every integer: the same steps without the grid.
+        if points - 1 > steps * (np.log(steps) + 1):
+            return np.arange(1, steps + 1, dtype=np.int64)
+        grid = np.geomspace(1, steps, points)
     else:
-        grid = np.linspace(0, steps, spec["points"])
+        if points >= steps + 1:
+            return np.arange(0, steps + 1, dtype=np.int64)
+        grid = np.linspace(0, steps, points)
     return np.unique(np.rint(grid).astype(np.int64))
 
 

@@ -22,6 +22,7 @@ from ._engine import Interrupts, Points, Progress, device_name, execute, resolve
 from ._mpi import run_mpi
 from ._plan import configuration, make_plan
 from ._runfile import failure_warnings
+from . import _sizing
 from ._version import FORMAT
 
 __all__ = ["run_experiment", "resume_run", "merge_shards"]
@@ -52,15 +53,27 @@ def _checkpoint_interval(experiment, seconds=None):
                                           f"(got {text!r})") from None
 
 
+def planned(experiment, backend, shard=None):
+    """The plan of a run here: an automatic chunk size is shrunk to fit the device memory."""
+    plan = make_plan(experiment, backend, shard)
+    if not experiment["run"]["chunk"]:
+        fitted = _sizing.fit_chunk(plan)
+        if fitted != plan.chunk:
+            plan = make_plan(experiment, backend, shard, fitted)
+    return plan
+
+
 def run_experiment(experiment, out_path, overwrite=False, quiet=False, shard=None, source=None,
-                   mpi=False, checkpoint_seconds=None):
+                   mpi=False, checkpoint_seconds=None, force=False):
     """Run a resolved experiment and write its run file at ``out_path``; return the path.
 
     Until the run is complete the output path holds nothing or a resumable
     checkpoint (see ``_checkpoint``); ``checkpoint_seconds`` overrides the
     interval between checkpoints (see ``_checkpoint_interval``). ``shard=(i, n)``
     runs shard i of n; ``mpi=True`` splits the run over the ranks of
-    MPI.COMM_WORLD (``_mpi``, which writes no checkpoints).
+    MPI.COMM_WORLD (``_mpi``, which writes no checkpoints). A run whose file would
+    not fit the free disk, or whose chunk would not fit the device's memory, is refused
+    before anything is written (``_sizing``) unless ``force``.
     """
     out_path = os.fspath(out_path)
     if mpi:
@@ -69,7 +82,9 @@ def run_experiment(experiment, out_path, overwrite=False, quiet=False, shard=Non
         raise ExperimentError(out_path, None, "exists (use --overwrite to replace it)")
     interval = _checkpoint_interval(experiment, checkpoint_seconds)
     backend = resolve_backend(experiment["run"]["backend"])
-    plan = make_plan(experiment, backend, shard)
+    plan = planned(experiment, backend, shard)
+    if not force:
+        _sizing.check(plan, out_path, source)
     points = Points(plan, source)
     ckpt = Checkpoint(out_path, plan, device_name(backend))
     ckpt.clear_stale()

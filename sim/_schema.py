@@ -212,7 +212,7 @@ OBSERVABLES = {
         {
             "lo": Key("float", REQUIRED, "lower edge"),
             "hi": Key("float", REQUIRED, "upper edge"),
-            "bins": Key("int", 100, "number of bins", minimum=1),
+            "bins": Key("int", 100, "number of bins", minimum=1, below=2**27),
             "burn_in": Key("int", 0, "first step counted", minimum=0),
             "thin": Key("int", 1, "count every thin-th step", minimum=1),
         },
@@ -248,7 +248,7 @@ OBSERVABLES = {
     "timeseries": Entry(
         "ensemble mean, variance and mean loss at `points` recorded steps",
         {
-            "points": Key("int", 100, "number of recorded steps", minimum=1),
+            "points": Key("int", 100, "number of recorded steps", minimum=1, below=2**27),
             "spacing": Key("str", "linear", "spacing of the recorded steps",
                            choices=("linear", "log")),
         },
@@ -256,7 +256,8 @@ OBSERVABLES = {
     "paths": Entry(
         "the first `count` trajectories, every `every` steps",
         {
-            "count": Key("int", 8, "trajectories recorded", minimum=1),
+            "count": Key("int", 8, "trajectories recorded (at most run.trajectories)",
+                         minimum=1),
             "every": Key("int", 1, "record every this many steps", minimum=1),
         },
     ),

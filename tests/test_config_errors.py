@@ -591,7 +591,8 @@ def test_run_calls_the_runner(capsys, paths, monkeypatch):
     assert out_path == str(out)
     assert resolved["run"]["trajectories"] == 40 and resolved["run"]["seed"] == 9
     assert resolved["run"]["backend"] == "numpy" and resolved["run"]["steps"] == 20
-    assert kwargs == {"overwrite": False, "quiet": True, "shard": (1, 4), "source": str(exp)}
+    assert kwargs == {"overwrite": False, "quiet": True, "shard": (1, 4), "source": str(exp),
+                      "force": False}
 
 
 
