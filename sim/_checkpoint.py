@@ -17,7 +17,9 @@ removed.
 """
 import glob
 import os
+import sys
 import time
+import zlib
 
 import h5py
 import numpy as np
@@ -39,6 +41,7 @@ class Checkpoint:
         self.device = device
         self.parts = []  # (c0, c1): chunks [c0, c1) of plan.chunks, in order
         self.partial = None  # (chunk, step) of the saved chunk in progress, or None
+        self.crc = {}        # file name in the sidecar -> CRC-32 of its bytes
         self.earlier_wall = 0.0  # wall seconds of earlier sessions, up to their last save
         self.session_start = time.perf_counter()
         self.experiment_text = None
@@ -77,16 +80,19 @@ class Checkpoint:
             with replacing(self._part_path(c0, c1)) as f:
                 write_piece(f, piece)
             self.parts.append((c0, c1))
+            self.crc[os.path.basename(self._part_path(c0, c1))] = _crc(self._part_path(c0, c1))
         previous = self.partial
         self.partial = None
         if partial is not None:
             chunk, state = partial
             arrays, attrs = state_arrays(state)
-            with replacing(self._partial_path(chunk, state.t)) as f:
+            path = self._partial_path(chunk, state.t)
+            with replacing(path) as f:
                 for key, value in arrays.items():
                     f.create_dataset(key, data=value)
                 f.attrs.update(attrs)
             self.partial = (chunk, state.t)
+            self.crc[os.path.basename(path)] = _crc(path)
         self._write_manifest()
         if previous is not None and previous != self.partial:
             _unlink(self._partial_path(*previous))
@@ -115,6 +121,13 @@ class Checkpoint:
                                  .reshape(-1, 2))
             if self.partial is not None:
                 group.attrs["partial"] = np.array(self.partial, dtype=np.int64)
+            names = [os.path.basename(self._part_path(c0, c1)) for c0, c1 in self.parts]
+            if self.partial is not None:
+                names.append(os.path.basename(self._partial_path(*self.partial)))
+            group.create_dataset("files", data=np.array(names, dtype=object),
+                                 dtype=h5py.string_dtype())
+            group.create_dataset("crc32", data=np.array([self.crc.get(n, 0) for n in names],
+                                                        dtype=np.uint32))
 
     def finish(self, last_piece, c0):
         """Combine the saved parts and ``last_piece`` (chunks c0..end) into the run file."""
@@ -157,6 +170,10 @@ class Checkpoint:
             parts = [tuple(int(v) for v in row) for row in group["parts"][()]]
             partial = (tuple(int(v) for v in group.attrs["partial"])
                        if "partial" in group.attrs else None)
+            crc = {}
+            if "files" in group and "crc32" in group:
+                crc = {(n.decode() if isinstance(n, bytes) else str(n)): int(c)
+                       for n, c in zip(group["files"][()], group["crc32"][()])}
         plan = make_plan_from(attrs, chunk)
         if len(plan.chunks) != n_chunks:
             raise RuntimeError(f"{out_path}: checkpoint plan has {n_chunks} chunks, "
@@ -166,24 +183,66 @@ class Checkpoint:
         ckpt.experiment_text = text.decode() if isinstance(text, bytes) else str(text)
         ckpt.parts = parts
         ckpt.partial = partial
+        ckpt.crc = crc
         ckpt.earlier_wall = float(attrs.get("wall_seconds", 0.0))
         edge = 0
         for c0, c1 in parts:
             if c0 != edge or not os.path.isfile(ckpt._part_path(c0, c1)):
                 raise FileNotFoundError(2, "checkpoint part missing", ckpt._part_path(c0, c1))
             edge = c1
-        keep = {os.path.basename(ckpt._part_path(c0, c1)) for c0, c1 in parts}
-        if partial is not None:
-            if partial[0] != edge or not os.path.isfile(ckpt._partial_path(*partial)):
-                raise FileNotFoundError(2, "checkpoint part missing",
-                                        ckpt._partial_path(*partial))
-            keep.add(os.path.basename(ckpt._partial_path(*partial)))
+        if partial is not None and (partial[0] != edge
+                                    or not os.path.isfile(ckpt._partial_path(*partial))):
+            raise FileNotFoundError(2, "checkpoint part missing", ckpt._partial_path(*partial))
+        ckpt._drop_damaged()
+        keep = {os.path.basename(ckpt._part_path(c0, c1)) for c0, c1 in ckpt.parts}
+        if ckpt.partial is not None:
+            keep.add(os.path.basename(ckpt._partial_path(*ckpt.partial)))
         _remove_parts(ckpt.parts_dir, keep)  # parts written after the last manifest
         return ckpt
+
+    def _drop_damaged(self):
+        """Check every saved file against its CRC-32 (and that HDF5 can open it) before any
+        new work; from the first damaged one on, drop the files and say so on stderr, so
+        that resume recomputes those chunks."""
+        files = [(self._part_path(c0, c1), k) for k, (c0, c1) in enumerate(self.parts)]
+        if self.partial is not None:
+            files.append((self._partial_path(*self.partial), len(self.parts)))
+        for path, index in files:
+            problem = _damage(path, self.crc.get(os.path.basename(path)))
+            if problem is None:
+                continue
+            kept = self.parts[:index]
+            redo = self.parts[index][0] if index < len(self.parts) else self.partial[0]
+            print(f"sgdsim: checkpoint file {path} is damaged ({problem}); chunks from "
+                  f"{redo + 1} on are computed again", file=sys.stderr, flush=True)
+            self.parts = kept
+            self.partial = None
+            return
 
     def remove_leftovers(self):
         """After a complete file was found: drop a sidecar a kill left behind."""
         _remove_parts(self.parts_dir, keep=())
+
+
+def _crc(path):
+    """CRC-32 of a file's bytes."""
+    value = 0
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            value = zlib.crc32(block, value)
+    return value
+
+
+def _damage(path, expected):
+    """Why the checkpoint file at ``path`` cannot be used, or None when it is sound."""
+    try:
+        if expected is not None and _crc(path) != expected:
+            return "CRC-32 differs from the manifest's"
+        with h5py.File(path, "r") as f:
+            f.visit(lambda name: None)
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _unlink(path):
