@@ -24,10 +24,14 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m analysis", description="Estimates, theory and figures from sgdsim run files.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    summary = commands.add_parser("summary", help="print estimates with 95%% intervals and theory")
+    summary = commands.add_parser("summary", help="print estimates with 95%% intervals and theory",
+                                  description="Print each sweep point's estimates with standard "
+                                              "errors and 95% intervals beside the theory.")
     summary.add_argument("run_file", metavar="OUT.h5")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    report = commands.add_parser("report", help="write index.html and PNG figures")
+    report = commands.add_parser("report", help="write index.html and PNG figures",
+                                 description="Write an HTML report with PNG figures into DIR "
+                                             "(its parent directory must exist).")
     report.add_argument("run_file", metavar="OUT.h5")
     report.add_argument("-o", "--output", required=True, metavar="DIR", help="directory for the report")
     report.add_argument("--overwrite", action="store_true", help="replace an existing report in DIR")
@@ -56,6 +60,11 @@ def main(argv=None) -> int:
             index = os.path.join(args.output, "index.html")
             if os.path.exists(args.output) and not os.path.isdir(args.output):
                 print(f"error: {args.output}: exists and is not a directory", file=sys.stderr)
+                return 2
+            parent = os.path.dirname(os.path.abspath(args.output))
+            if not os.path.isdir(parent):
+                print(f"error: {args.output}: parent directory {parent} does not exist",
+                      file=sys.stderr)
                 return 2
             if os.path.exists(index) and not args.overwrite:
                 print(f"error: {args.output}: already holds a report (index.html); use --overwrite",

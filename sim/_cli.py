@@ -62,7 +62,8 @@ def main(argv=None):
     except Exception as exc:
         if os.environ.get("SGDSIM_DEBUG"):
             traceback.print_exc()
-        _error(f"internal: {type(exc).__name__}: {exc}")
+        hint = "" if os.environ.get("SGDSIM_DEBUG") else " (SGDSIM_DEBUG=1 shows the traceback)"
+        _error(f"internal: {type(exc).__name__}: {exc}{hint}")
         return 1
 
 
@@ -102,21 +103,31 @@ def _build_parser():
                      help="run even if the run file may not fit the disk or a chunk the memory")
     run.set_defaults(handler=_cmd_run)
 
-    info = commands.add_parser("info", help="describe a run file")
+    info = commands.add_parser("info", help="describe a run file",
+                               description="Describe a run file: experiment, sizes, datasets, "
+                                           "timings, and whether it is complete.")
     info.add_argument("file", metavar="OUT.h5")
     info.set_defaults(handler=_cmd_info)
 
-    models = commands.add_parser("models", help="list models, dynamics and observables")
+    models = commands.add_parser("models", help="list models, dynamics and observables",
+                                 description="Print every model, dynamics and observable with "
+                                             "its keys, types, defaults and ranges.")
     models.set_defaults(handler=_cmd_models)
 
-    resume = commands.add_parser("resume", help="continue an interrupted run")
+    resume = commands.add_parser("resume", help="continue an interrupted run",
+                                 description="Continue an interrupted run from its checkpoint; "
+                                             "the result is bit-identical to an uninterrupted "
+                                             "run. A complete file is left as it is.")
     resume.add_argument("file", metavar="OUT.h5")
     resume.add_argument("--checkpoint-seconds", type=_seconds, metavar="S",
                         help=_CHECKPOINT_HELP + "; overrides the stored run.checkpoint_seconds")
     resume.add_argument("--quiet", action="store_true", help="no progress output")
     resume.set_defaults(handler=_cmd_resume)
 
-    merge = commands.add_parser("merge", help="combine the shards of one experiment")
+    merge = commands.add_parser("merge", help="combine the shards of one experiment",
+                                description="Combine the complete shard files (--shard I/N) of "
+                                            "one experiment into its run file, bit-identical "
+                                            "to a single-process run.")
     merge.add_argument("shards", metavar="SHARD.h5", nargs="+")
     merge.add_argument("-o", "--output", metavar="OUT.h5", required=True)
     merge.add_argument("--overwrite", action="store_true", help="replace an existing OUT.h5")
@@ -254,6 +265,16 @@ def _user_modules_importable():
         sys.path.insert(0, cwd)
 
 
+def _is_checkpoint(path):
+    """Whether ``path`` is an unfinished run's checkpoint manifest."""
+    try:
+        import h5py
+        with h5py.File(path, "r") as f:
+            return "checkpoint" in f and not bool(f.attrs.get("complete", True))
+    except OSError:
+        return False
+
+
 def _check_output(path, overwrite, inputs=()):
     """Refuse an output path that exists (without --overwrite) or cannot be written."""
     out = Path(path)
@@ -261,6 +282,9 @@ def _check_output(path, overwrite, inputs=()):
         raise UsageError(f"{path}: output path is a directory")
     if out.exists() or out.is_symlink():
         if not overwrite:
+            if _is_checkpoint(out):
+                raise UsageError(f"{path}: an interrupted run's checkpoint; `sgdsim resume "
+                                 f"{path}` continues it (or pass --overwrite to start afresh)")
             raise UsageError(f"{path}: output file exists (pass --overwrite to replace it)")
         for source in inputs:
             try:
