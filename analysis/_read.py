@@ -1,4 +1,4 @@
-"""Open and validate sgdsim run files (SPEC section 5, docs/CONTRACTS.md).
+"""Open and validate sgdsim run files (SPEC section 5, docs/SPEC.md).
 
 Only h5py, numpy and the standard library are used here: the analysis package must run on a
 machine without numba, `kernels` or `sim`.

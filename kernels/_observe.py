@@ -1,6 +1,6 @@
 """Per-step observable bookkeeping shared by the compiled backends.
 
-Conventions (docs/CONTRACTS.md): theta_0 is the initial state and step
+Conventions (docs/SPEC.md): theta_0 is the initial state and step
 t = 1..T produces theta_t. After each step a running trajectory is checked,
 in this order: divergence (|theta_t| > threshold or non-finite: it stops at
 once and step t adds nothing), the tangent growth log|d theta_t/d theta_{t-1}|,

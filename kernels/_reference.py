@@ -4,7 +4,7 @@ It runs the very same model, dynamics and RNG functions as the compiled
 backends, on [d, n] arrays of all trajectories at once (lane ``slice(None)``),
 one Python-level loop iteration per step. Its bookkeeping of the observables
 is written here independently, in array form, from their definitions in
-kernels._observe (docs/CONTRACTS.md). Slow, and meant to be: it is what the
+kernels._observe (docs/SPEC.md). Slow, and meant to be: it is what the
 fast kernels are checked against.
 """
 import numpy as np

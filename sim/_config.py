@@ -1,6 +1,6 @@
 """Experiment files: read the TOML, apply overrides, validate against `sim._schema`, fill defaults.
 
-The result is the resolved experiment of docs/CONTRACTS.md: a plain nested dict with the
+The result is the resolved experiment of docs/SPEC.md: a plain nested dict with the
 tables run, model, dynamics, init, observables and sweep, every default filled in, every
 float a Python float and every int a Python int. Bad input raises `ExperimentError`, whose
 str() is one line naming the file and the key, e.g.
@@ -164,7 +164,7 @@ def _apply_overrides(raw, overrides, source):
 def resolve_experiment(raw, source):
     """Validate a parsed experiment dict and return it with every default filled in.
 
-    ``source`` names the file in error messages. See docs/CONTRACTS.md for the result.
+    ``source`` names the file in error messages. See docs/SPEC.md for the result.
     """
     return _Resolver(source).experiment(raw)
 

@@ -104,6 +104,10 @@ class Progress:
             print(f"sgdsim: {label}: {self.done / self.total:6.1%} done, "
                   f"{rate:.3g} traj-steps/s, {left:.0f} s left", file=sys.stderr, flush=True)
 
+    def exclude(self, seconds):
+        """Leave ``seconds`` (a kernel's compilation) out of the rate and the time left."""
+        self.start += seconds
+
     def close(self):
         if self.bar is not None:
             self.bar.close()
@@ -255,6 +259,7 @@ def execute(plan, points, first, progress, save=None, interval=None, interrupts=
             if not kernel.compiled:
                 with interrupts.immediate() if interrupts is not None else _nothing():
                     kernel.compile(state)
+                progress.exclude(kernel.compile_seconds)
             while not state.done:
                 t0, before = state.t, state.seconds
                 kernel.advance(state, t0 + slicer.steps(kernel, state, b - a))

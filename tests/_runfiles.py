@@ -1,4 +1,4 @@
-"""Synthetic sgdsim run files (SPEC 5 + docs/CONTRACTS.md) written with h5py from numpy draws.
+"""Synthetic sgdsim run files (SPEC 5 + docs/SPEC.md) written with h5py from numpy draws.
 
 The engine is not needed: every dataset is drawn from a distribution whose answer is known
 exactly (normal stationary samples, geometric first-passage steps, binomial Lyapunov sums), so
@@ -70,7 +70,7 @@ def write_run(path, experiment: dict, datasets: dict, group_attrs: dict | None =
 
 def experiment_table(model: dict, dynamics: dict, *, trajectories: int, steps: int, seed: int = 1,
                      init=None, observables=None, sweep=None) -> dict:
-    """A resolved experiment dict (CONTRACTS.md: every table present)."""
+    """A resolved experiment dict (docs/SPEC.md: every table present)."""
     return {
         "run": {"seed": seed, "trajectories": trajectories, "steps": steps, "dtype": "float64",
                 "backend": "numpy", "chunk": 0},

@@ -4,7 +4,7 @@ Every malformed experiment goes through the real command line, `sim._cli.main`, 
 through `python -m sim` in a subprocess: exit code 2, exactly one stderr line starting
 ``error: `` that names the file and the key, the output path not created, and an existing
 output file left byte for byte unchanged even with --overwrite. The positive tests check
-that defaults are filled, overrides applied and sweeps parsed as docs/CONTRACTS.md says.
+that defaults are filled, overrides applied and sweeps parsed as docs/SPEC.md says.
 """
 import os
 import subprocess
