@@ -149,6 +149,8 @@ def test_device_comparison_flags_disagreement():
 
 
 @requires_cuda_sim
+@pytest.mark.slow  # about 150 s on 2 cores; tests/test_engine_backends.py and
+#                    test_slices.py run the CUDA template under the simulator by default
 def test_device_run_of_variants_agrees_under_the_simulator():
     """The on-device half of gpu-check, driven through the CUDA simulator."""
     code = textwrap.dedent("""

@@ -334,6 +334,7 @@ def test_dimension_64_sgd_mean_follows_gradient_descent(tmp_path):
     assert rate.mean() + 5 * rate.std(ddof=1) / np.sqrt(n) < 0
 
 
+@pytest.mark.slow  # about 90 s: four cold compiles; the dynamics variant below stays default
 def test_disk_cache_keeps_kernels_of_different_shapes_apart(tmp_path):
     # Regressions: numba's on-disk cache once handed a d = 2 kernel to a d = 4 model (its
     # closure hash does not tell them apart), and two cached kernels loaded into one
