@@ -8,6 +8,7 @@ __all__ = [
     "load_experiment",
     "resolve_experiment",
     "run_experiment",
+    "run",
 ]
 
 
@@ -17,4 +18,10 @@ def __getattr__(name):
     if name == "run_experiment":
         from sim._runner import run_experiment
         return run_experiment
+    if name == "run":
+        from sim._api import run
+        return run
+    if name == "open":
+        from sim._api import open_run
+        return open_run
     raise AttributeError(f"module 'sim' has no attribute {name!r}")

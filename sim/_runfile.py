@@ -124,7 +124,8 @@ def failure_warnings(path):
     """One line per sweep point of the run file ``path`` whose trajectories became non-finite
     (or diverged, with the divergence observable on), naming how many and from which step."""
     lines = []
-    with h5py.File(path, "r") as f:
+    with contextlib.ExitStack() as stack:
+        f = path if isinstance(path, h5py.File) else stack.enter_context(h5py.File(path, "r"))
         name = "divergence/steps" if "divergence/steps" in f else "nonfinite/steps"
         if name not in f:
             return lines

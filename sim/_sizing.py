@@ -20,7 +20,7 @@ from ._config import ExperimentError
 from .observables import enabled
 from ._runfile import row_fields
 
-__all__ = ["sizes", "check", "describe", "available_memory", "fit_chunk"]
+__all__ = ["sizes", "check", "check_memory", "describe", "available_memory", "fit_chunk"]
 
 # A chunk may use this share of the device's available memory.
 MEMORY_SHARE = 0.5
@@ -128,6 +128,12 @@ def check(plan, out_path, source=None):
                                            f"{_gb(file_bytes)} and "
                                            f"{folder} has {_gb(free)} free (--force runs it "
                                            f"anyway)")
+    check_memory(plan, source, found)
+
+
+def check_memory(plan, source=None, found=None):
+    """Refuse a run whose chunk would not fit the device's memory (see ``check``)."""
+    found = sizes(plan) if found is None else found
     memory = available_memory(plan.backend)
     chunk_bytes = sum(found["chunk"].values())
     if memory is not None and chunk_bytes > memory:
