@@ -76,24 +76,40 @@ def _figure_survival(run, out_dir, points, summary):
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     passage = run.read("first_passage/steps")
     stops = run.read("divergence/steps") if run.has("divergence/steps") else None
+    lowest = 1.0
     for colour, point in enumerate(points):
         curve = est.survival_curve(passage[point], run.steps, None if stops is None else stops[point])
         if curve["times"].size == 0:
             continue
-        times = np.concatenate(([0.0], curve["times"]))
-        surv = np.concatenate(([1.0], curve["survival"]))
+        # Only where the estimate is positive: a log axis cannot show S = 0 after the last
+        # event, which would otherwise draw as a vertical drop.
+        keep = curve["survival"] > 0
+        times = np.concatenate(([0.0], curve["times"][keep]))
+        surv = np.concatenate(([1.0], curve["survival"][keep]))
         ax.step(times, surv, where="post", color=f"C{colour}", label=f"{_label(run, point)} Kaplan-Meier")
-        ax.fill_between(curve["times"], curve["ci95_low"], curve["ci95_high"], step="post",
+        low = np.where(curve["ci95_low"][keep] > 0, curve["ci95_low"][keep], np.nan)
+        ax.fill_between(curve["times"][keep], low, curve["ci95_high"][keep], step="post",
                         color=f"C{colour}", alpha=0.25)
+        lowest = min(lowest, float(surv.min()))
+        horizon = float(times[-1]) if times.size > 1 else float(run.steps)
         rate = summary["points"][point]["first_passage"]["rate_per_step"]
-        t = np.linspace(0, run.steps, 200)
-        ax.plot(t, np.exp(-rate * t), color=f"C{colour}", ls="--", lw=1,
-                label=f"exp(-{rate:.3g} t)")
+        if rate and np.isfinite(rate) and rate > 0:
+            t = np.linspace(0, horizon, 200)
+            ax.plot(t, np.exp(-rate * t), color=f"C{colour}", ls="--", lw=1,
+                    label=f"exp(-{rate:.3g} t) (fitted rate)")
+        prefix = ("first_passage" if run.experiment["dynamics"]["name"] == "langevin"
+                  else "first_passage_sde")
+        log_mean = summary["points"][point].get("theory", {}).get(f"{prefix}_log_mean_steps")
+        if log_mean is not None and np.isfinite(log_mean):
+            t = np.linspace(0, horizon, 200)
+            ax.plot(t, np.exp(-t / np.exp(log_mean)), color=f"C{colour}", ls=":", lw=1.2,
+                    label="exp(-t / MFPT), the diffusion's MFPT")
     ax.set_yscale("log")
+    ax.set_ylim(max(lowest * 0.3, 1e-6), 1.5)
     ax.set_xlabel("step t")
     ax.set_ylabel("survival P(first passage > t)")
-    ax.set_title("first passage: Kaplan-Meier with 95% band, exponential fit (dashed)", fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title("first passage: Kaplan-Meier with 95% band, fitted exponential (dashed)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
     return _save(fig, out_dir, "survival.png")
 
 
@@ -164,6 +180,8 @@ def _figure_timeseries(run, out_dir, points):
                             run.trajectories if count is None else count[point])
         ax.plot(steps, ts["mean"], color=f"C{colour}", label=_label(run, point))
         ax.fill_between(steps, ts["ci95_low"], ts["ci95_high"], color=f"C{colour}", alpha=0.3)
+    if run.group_attrs("timeseries").get("spacing") == "log":
+        ax.set_xscale("log")
     ax.set_xlabel("step t")
     ax.set_ylabel("ensemble mean of theta")
     ax.set_title("timeseries: mean with 95% band", fontsize=9)
@@ -260,10 +278,15 @@ def _figure_escape(run, out_dir, summary, key):
     ci = np.array([p["first_passage"].get("mean_ci95", (np.nan, np.nan)) for p in points], dtype=np.float64)
     fig, ax = plt.subplots(figsize=(6.2, 4.2))
     ok = mean > 0
+    restricted = np.array([bool(p["first_passage"].get("restricted")) for p in points])
     low = np.log(np.clip(ci[:, 0], 1e-300, None))
-    ax.errorbar(inverse[ok], np.log(mean[ok]), yerr=np.abs(np.vstack((np.log(mean[ok]) - low[ok],
-                                                                   np.log(ci[ok, 1]) - np.log(mean[ok])))),
-                fmt="o", capsize=3, label="log mean steps (95% CI)")
+    for mask, style, label in ((ok & ~restricted, "o", "log mean steps (95% CI)"),
+                               (ok & restricted, "v", "censored: restricted mean, a lower bound")):
+        if mask.any():
+            ax.errorbar(inverse[mask], np.log(mean[mask]),
+                        yerr=np.abs(np.vstack((np.log(mean[mask]) - low[mask],
+                                               np.log(ci[mask, 1]) - np.log(mean[mask])))),
+                        fmt=style, mfc="none" if style == "v" else None, capsize=3, label=label)
     if ok.sum() >= 2:
         slope, intercept = np.polyfit(inverse[ok], np.log(mean[ok]), 1)
         x = np.linspace(inverse.min(), inverse.max(), 50)
@@ -272,7 +295,8 @@ def _figure_escape(run, out_dir, summary, key):
     exact = np.array([p["theory"].get(f"{prefix}_log_mean_steps", np.nan) for p in points], dtype=np.float64)
     if np.any(np.isfinite(exact)):
         order = np.argsort(inverse)
-        ax.plot(inverse[order], exact[order], color="C3", label="exact MFPT (quadrature)")
+        ax.plot(inverse[order], exact[order], color="C3",
+                label="the diffusion's MFPT (quadrature; Euler-Maruyama bias not included)")
     slopes = [p["theory"].get("kramers_slope") for p in points if p["theory"].get("kramers_slope") is not None]
     kramers = np.array([p["theory"].get(f"{prefix}_kramers_steps", np.nan) or np.nan for p in points],
                        dtype=np.float64)

@@ -403,6 +403,15 @@ def summary_rows(point: dict) -> list:
         rows.append(("first_passage", label, _pm(fp.get("mean_steps"), fp.get("mean_stderr"), fp.get("mean_ci95"))))
         rows.append(("first_passage", "median steps", _pm(fp["median_steps"], None, fp["median_ci95"])))
         rows.append(("first_passage", "rate per step", _pm(fp["rate_per_step"], fp["rate_stderr"], fp["rate_ci95"])))
+        rate, (rate_low, rate_high) = fp["rate_per_step"], fp["rate_ci95"]
+        if rate and rate > 0:
+            rows.append(("first_passage", "mean steps from the rate (1/rate)",
+                         _pm(1.0 / rate, None, (1.0 / rate_high if rate_high > 0 else math.inf,
+                                                1.0 / rate_low if rate_low > 0 else math.inf))))
+        if fp.get("restricted"):
+            rows.append(("first_passage", "note", "some trajectories had no passage within the "
+                         "steps: the restricted mean is the mean of min(T, horizon), a lower bound "
+                         "of the mean; 1/rate assumes an exponential escape"))
         if "mean_time" in fp:
             rows.append(("first_passage", "restricted mean time" if fp.get("restricted") else "mean time",
                          _pm(fp["mean_time"], fp["mean_time_stderr"], fp["mean_time_ci95"])))
