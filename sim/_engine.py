@@ -74,8 +74,11 @@ class Progress:
         self.printed = None
         if not quiet and sys.stderr.isatty():
             from tqdm import tqdm
+            # The kernels' rate is the postfix; tqdm's own rate is left out (shown once).
             self.bar = tqdm(total=total, initial=done, unit="traj-step", unit_scale=True,
-                            file=sys.stderr, dynamic_ncols=True)
+                            file=sys.stderr, dynamic_ncols=True,
+                            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} "
+                                       "[{elapsed}<{remaining}{postfix}]")
 
     def update(self, amount, label, ran=None):
         """Count ``amount`` planned trajectory-steps done, of which ``ran`` actually ran.
