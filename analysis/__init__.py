@@ -1,7 +1,7 @@
 """Post-processing of sgdsim run files: estimates with honest uncertainty, theory, reports.
 
 Imports only numpy, scipy, h5py and matplotlib (never ``kernels``, ``sim`` or numba), so run
-files can be analysed on a laptop. Command line: ``python -m analysis summary|report``.
+files can be analysed on a laptop. Command line: ``sgdsim-analysis summary|report``.
 """
 
 from ._estimators import (
@@ -35,6 +35,19 @@ from ._theory import (
 from ._theory import stationary_density as theory_stationary_density
 
 
+def summary(run):
+    """The summary of a run file (a path or a ``RunFile``) as a dict: every sweep point's
+    estimates with standard errors, 95 % intervals and theory (``summarize``)."""
+    return summarize(run if isinstance(run, RunFile) else open_run(run))
+
+
+def to_dataset(run):
+    """A run file (a path or an open h5py.File) as an ``xarray.Dataset`` (see sgdsim.open)."""
+    from ._xarray import to_dataset as _to_dataset
+
+    return _to_dataset(run)
+
+
 def write_report(run, out_dir):
     """Write ``index.html`` and PNG figures for a run file into ``out_dir``; returns the index path.
 
@@ -57,6 +70,8 @@ __all__ = [
     "first_passage",
     "fit_steady_state",
     "format_table",
+    "summary",
+    "to_dataset",
     "langevin_mfpt",
     "lyapunov",
     "model_functions",

@@ -1,4 +1,5 @@
-"""Command line: ``python -m analysis summary OUT.h5 [--json]`` and ``report OUT.h5 -o DIR``.
+"""Command line: ``sgdsim-analysis summary OUT.h5 [--json]`` and ``report OUT.h5 -o DIR``
+(``python -m sgdsim.analysis`` is the same program).
 
 Exit codes: 0 success; 2 bad input (usage, unreadable or incomplete run file, an output directory
 that already has a report without ``--overwrite``) with one line on stderr starting ``error:``;
@@ -22,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m analysis", description="Estimates, theory and figures from sgdsim run files.")
+    parser = _Parser(prog="sgdsim-analysis", description="Estimates, theory and figures from sgdsim run files.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     summary = commands.add_parser("summary", help="print estimates with 95%% intervals and theory",
                                   description="Print each sweep point's estimates with standard "
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
-        # `python -m analysis summary OUT.h5 | head`: the reader left; nothing is wrong.
+        # `sgdsim-analysis summary OUT.h5 | head`: the reader left; nothing is wrong.
         # Point stdout at devnull so the interpreter's final flush does not fail again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -86,6 +87,11 @@ def main(argv=None) -> int:
             raise
         return 1
     return 0
+
+
+def entry():
+    """The ``sgdsim-analysis`` console script."""
+    sys.exit(main())
 
 
 if __name__ == "__main__":

@@ -82,9 +82,9 @@ class SgdsimWorkload:
 
     def __init__(self, workload, trajectories, steps, backend="cpu", seed=12345,
                  dtype="float32"):
-        import kernels
-        import sim
-        from sim._runner import _configuration
+        from sgdsim import kernels
+        from sgdsim import sim
+        from sgdsim.sim._runner import _configuration
 
         raw = experiment(workload, trajectories, steps, backend=backend, seed=seed, dtype=dtype)
         resolved = sim.resolve_experiment(raw, "bench")

@@ -11,7 +11,7 @@ merge) are per file, not per trajectory-step, so they shrink with the run.
 import os
 import time
 
-import sim
+from sgdsim import sim
 
 TRAJECTORIES = int(os.environ.get("SGDSIM_BENCH_TRAJECTORIES", 1 << 17))
 STEPS = int(os.environ.get("SGDSIM_BENCH_STEPS", 256))
@@ -84,7 +84,7 @@ def test_sweep_run(benchmark, tmp_path):
 
 
 def test_sharded_run_and_merge(benchmark, tmp_path):
-    from sim._runner import merge_shards
+    from sgdsim.sim._runner import merge_shards
 
     experiment = _experiment(LRS[:1], 4 * TRAJECTORIES)
     shards = [tmp_path / f"shard{i}.h5" for i in range(3)]

@@ -36,7 +36,7 @@ def _worker(impl, workload, n, steps, repeat):
     import peers
 
     if impl.startswith("sgdsim"):
-        import kernels  # noqa: F401  (imports numba and the kernels before the baseline)
+        from sgdsim import kernels  # noqa: F401  (imports numba and the kernels before the baseline)
     elif impl == "jax-peer":
         import jax  # noqa: F401
     if impl.startswith("sgdsim"):

@@ -1,7 +1,7 @@
-"""`python -m sim`: the same program as the `sgdsim` console script."""
+"""`python -m sgdsim.sim`: the same program as the `sgdsim` console script."""
 import sys
 
-from sim._cli import main
+from sgdsim.sim._cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

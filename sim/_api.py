@@ -1,13 +1,13 @@
 """The Python API: run an experiment from a notebook and get labelled arrays back.
 
-    import sim
+    from sgdsim import sim
     ds = sim.run({"model": {...}, "dynamics": {...}, "observables": {...}},
                  trajectories=10_000)            # in memory: nothing is written
     ds["final_theta"].sel(point=0).mean()
-    sim.run("exp.toml", output="run.h5")        # the file `sgdsim run` writes, then read
-    ds = sim.open("run.h5")
+    sgdsim.run("exp.toml", output="run.h5")        # the file `sgdsim run` writes, then read
+    ds = sgdsim.open("run.h5")
 
-Both return an ``xarray.Dataset`` (``analysis._xarray.to_dataset``): one variable per
+Both return an ``xarray.Dataset`` (``sgdsim.analysis.to_dataset``): one variable per
 run-file dataset, named by its path with ``/`` replaced by ``_``, dimensions named
 (``point``, ``trajectory``, ``coordinate``, ``bin``, ``step``, ...), the sweep values as
 coordinates of ``point`` and the root attributes as ``attrs``. An in-memory run holds
@@ -48,7 +48,7 @@ def run(experiment, output=None, *, overwrite=False, quiet=True, **overrides):
     ``overrides`` replace keys before validation (``trajectories=1000``, ``seed=3``, or
     dotted ``**{"dynamics.lr": 0.1}``). With ``output`` the run file is written there
     (checkpointed, as by `sgdsim run`) and read back; without, nothing touches the disk.
-    Bad input raises ``sim.ExperimentError``.
+    Bad input raises ``sgdsim.ExperimentError``.
     """
     from ._runner import run_experiment
 
@@ -61,12 +61,12 @@ def run(experiment, output=None, *, overwrite=False, quiet=True, **overrides):
 
 def open_run(path):
     """The ``xarray.Dataset`` of the run file at ``path``."""
-    from analysis._xarray import to_dataset
+    from sgdsim.analysis._xarray import to_dataset
     return to_dataset(path)
 
 
 def _run_in_memory(experiment, source, quiet):
-    from analysis._xarray import to_dataset
+    from sgdsim.analysis._xarray import to_dataset
 
     from . import _sizing
     from ._engine import Points, Progress, device_name, execute, resolve_backend

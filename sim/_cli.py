@@ -16,9 +16,9 @@ import sys
 import traceback
 from pathlib import Path
 
-from sim import _schema
-from sim._config import ExperimentError, _show, load_experiment
-from sim._version import FORMAT, FORMAT_VERSION, __version__
+from sgdsim.sim import _schema
+from sgdsim.sim._config import ExperimentError, _show, load_experiment
+from sgdsim.sim._version import FORMAT, FORMAT_VERSION, __version__
 
 __all__ = ["main", "UsageError"]
 
@@ -219,8 +219,8 @@ def _cmd_run(args):
     if args.dry_run:
         return _dry_run(experiment, args)
     _check_output(args.output, args.overwrite, inputs=[args.experiment])
-    from kernels import KernelCompileError
-    from sim._runner import run_experiment
+    from sgdsim.kernels import KernelCompileError
+    from sgdsim.sim._runner import run_experiment
     try:
         extra = {"mpi": True} if args.mpi else {}
         if args.checkpoint_seconds is not None:
@@ -237,10 +237,10 @@ def _cmd_run(args):
 
 def _dry_run(experiment, args):
     """Print what ``run`` would do, check the sizes, write nothing."""
-    from sim import _sizing
-    from sim._engine import resolve_backend
-    from sim._plan import check_capabilities, model_for
-    from sim._runner import planned
+    from sgdsim.sim import _sizing
+    from sgdsim.sim._engine import resolve_backend
+    from sgdsim.sim._plan import check_capabilities, model_for
+    from sgdsim.sim._runner import planned
 
     plan = planned(experiment, resolve_backend(experiment["run"]["backend"]), args.shard)
     variants = set()
@@ -258,7 +258,7 @@ def _dry_run(experiment, args):
 
 
 def _user_modules_importable():
-    # `python -m sim` puts the working directory on sys.path; the `sgdsim` console script
+    # `python -m sgdsim.sim` puts the working directory on sys.path; the `sgdsim` console script
     # does not. Do the same here so that both resolve "package.module:object" alike.
     cwd = os.getcwd()
     if "" not in sys.path and cwd not in sys.path:
@@ -303,7 +303,7 @@ def _check_output(path, overwrite, inputs=()):
 # --------------------------------------------------------------------------- gpu-check
 
 def _cmd_gpu_check(args):
-    from sim import _gpu_check
+    from sgdsim.sim import _gpu_check
 
     variants = dict(_gpu_check.VARIANTS)
     if args.model:
@@ -375,7 +375,7 @@ def _user_model_object(name):
 # --------------------------------------------------------------------------- resume, merge
 
 def _cmd_resume(args):
-    from sim._runner import resume_run
+    from sgdsim.sim._runner import resume_run
     try:
         resume_run(args.file, quiet=args.quiet, checkpoint_seconds=args.checkpoint_seconds)
     except FileNotFoundError as exc:
@@ -393,7 +393,7 @@ def _cmd_merge(args):
             raise UsageError(f"{shard}: shard given twice")
         seen.add(identity)
     _check_output(args.output, args.overwrite, inputs=args.shards)
-    from sim._runner import merge_shards
+    from sgdsim.sim._runner import merge_shards
     try:
         merge_shards(list(args.shards), args.output, overwrite=args.overwrite)
     except FileNotFoundError as exc:
@@ -411,7 +411,7 @@ def _trajectory_steps_run(path, steps):
     neither divergence nor first passage."""
     import h5py
 
-    from sim._steps import steps_run
+    from sgdsim.sim._steps import steps_run
     with h5py.File(path, "r") as f:
         if "divergence/steps" not in f and "first_passage/steps" not in f:
             return None

@@ -13,9 +13,9 @@ import math
 import re
 import tomllib
 
-from sim import _schema, _toml
-from sim._schema import Key
-from sim.observables import PLUGINS
+from sgdsim.sim import _schema, _toml
+from sgdsim.sim._schema import Key
+from sgdsim.sim.observables import PLUGINS
 
 __all__ = [
     "ExperimentError",

@@ -14,8 +14,8 @@ import time
 
 import numpy as np
 
-import kernels
-from kernels._observe import I_FP_STOP
+from sgdsim import kernels
+from sgdsim.kernels._observe import I_FP_STOP
 
 from ._config import ExperimentError
 from ._plan import check_capabilities, check_initial_values, configuration, model_for

@@ -89,7 +89,7 @@ _SCALAR_MODELS = {
                                           "width": 0.5}},
     "quadratic_finite_sum": {"name": "quadratic_finite_sum", "curvatures": [1.0, 2.0, 0.5],
                              "centers": [0.0, 0.5, -0.5]},
-    "user": {"name": "sim._gpu_check:CHECK_MODEL"},
+    "user": {"name": "sgdsim.sim._gpu_check:CHECK_MODEL"},
 }
 
 _SCALAR_DYNAMICS = {
@@ -199,10 +199,10 @@ def _build(name, backend="cuda", observables=True, experiment=None,
 
     ``experiment`` (a raw experiment) defaults to ``VARIANTS[name]``.
     """
-    import kernels
-    from sim._config import resolve_experiment
-    from sim._plan import make_plan
-    from sim._engine import Points
+    from sgdsim import kernels
+    from sgdsim.sim._config import resolve_experiment
+    from sgdsim.sim._plan import make_plan
+    from sgdsim.sim._engine import Points
 
     raw = copy.deepcopy(VARIANTS[name] if experiment is None else experiment)
     raw["run"]["backend"] = backend
@@ -229,8 +229,8 @@ def _launch_arguments(kernel, inputs):
 
 def _compile_one(name, experiment, cc, out_dir):
     """Worker: compile and assemble one variant for one capability; a report row."""
-    from kernels import REDUCE_GROUP
-    from kernels._ptx import assemble, compile_kernel_ptx, occupancy, step_loop_instructions
+    from sgdsim.kernels import REDUCE_GROUP
+    from sgdsim.kernels._ptx import assemble, compile_kernel_ptx, occupancy, step_loop_instructions
 
     row = {"variant": name, "cc": f"{cc[0]}{cc[1]}"}
     kernel = None
@@ -260,7 +260,7 @@ def _compile_one(name, experiment, cc, out_dir):
 def _failure(name, exc, kernel=None):
     """One line for a failed variant: where in a user's model it failed, if it did."""
     if name.startswith("user/"):
-        from kernels._launch import _compile_failure
+        from sgdsim.kernels._launch import _compile_failure
         return _compile_failure(exc, kernel.user_functions if kernel is not None else ())
     return f"{type(exc).__name__}: " + " ".join(str(exc).split())[:600]
 
@@ -318,7 +318,7 @@ def check(variants, ccs, out_dir, jobs=None, device=None, progress=None):
 def _gpu_present():
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         return False
-    import kernels
+    from sgdsim import kernels
     return kernels.cuda_usable()
 
 
@@ -386,7 +386,7 @@ def missing_tools():
         return "needs numba-cuda: pip install 'sgdsim[cuda]'"
     if os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0"):
         return "the CUDA simulator compiles nothing: unset NUMBA_ENABLE_CUDASIM"
-    from kernels._ptx import find_ptxas
+    from sgdsim.kernels._ptx import find_ptxas
     try:
         from numba.cuda.cudadrv import nvvm
         nvvm.NVVM()

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-import kernels
-from kernels import REDUCE_GROUP
+from sgdsim import kernels
+from sgdsim.kernels import REDUCE_GROUP
 
 from ._config import ExperimentError
 from ._schema import state_dimension
@@ -140,7 +140,7 @@ def check_capabilities(model, point, source):
 
 def configuration(observables, per_point):
     """The kernels' (conf_i, conf_f) arrays for the requested observables."""
-    from kernels._observe import (
+    from sgdsim.kernels._observe import (
         COORD_NORM, I_COORD,
         F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, I_FP_MODE,
         I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN, I_LYAP_ON,

@@ -23,8 +23,8 @@ import os
 import h5py
 import numpy as np
 
-from kernels import REDUCE_GROUP
-from kernels._observe import TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING
+from sgdsim.kernels import REDUCE_GROUP
+from sgdsim.kernels._observe import TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING
 
 from ._config import dumps_experiment
 from ._version import FORMAT, FORMAT_VERSION, __version__

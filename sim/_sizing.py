@@ -13,8 +13,8 @@ import shutil
 
 import numpy as np
 
-from kernels import REDUCE_GROUP
-from kernels._dynamics import aux_size
+from sgdsim.kernels import REDUCE_GROUP
+from sgdsim.kernels._dynamics import aux_size
 
 from ._config import ExperimentError
 from .observables import enabled

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from sim import _toml
+from sgdsim.sim import _toml
 from tests.conftest import ROOT, read_run
 
 F2_LRS = [0.02, 0.05, 0.08, 0.15]
@@ -37,9 +37,9 @@ def to_toml(experiment):
 
 
 def sgdsim(*args, env=None, **kwargs):
-    """Run `python -m sim ARGS` in a subprocess (the kernel cache on disk is shared)."""
+    """Run `python -m sgdsim.sim ARGS` in a subprocess (the kernel cache on disk is shared)."""
     full_env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-    return subprocess.run([sys.executable, "-m", "sim", *map(str, args)], env=full_env,
+    return subprocess.run([sys.executable, "-m", "sgdsim.sim", *map(str, args)], env=full_env,
                           capture_output=True, text=True, timeout=300, **kwargs)
 
 

@@ -16,7 +16,7 @@ KAT_FILE = ROOT / "tests" / "data" / "philox4x32_kat.txt"
 
 def run_file(tmp_path, experiment, name="run.h5", **run_overrides):
     """Resolve ``experiment`` (a raw dict), run it, and return every dataset and attribute."""
-    import sim
+    from sgdsim import sim
 
     raw = copy.deepcopy(experiment)
     raw.setdefault("run", {}).update(run_overrides)

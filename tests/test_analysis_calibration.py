@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from analysis import _estimators as est
-from analysis import _theory as th
+from sgdsim.analysis import _estimators as est
+from sgdsim.analysis import _theory as th
 from _runfiles import f2_log_growth, geometric_passage
 
 DATASETS = 400

@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-import analysis
-from analysis import _estimators as est
+from sgdsim import analysis
+from sgdsim.analysis import _estimators as est
 from _runfiles import experiment_table, ou_run, write_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _cli(*args):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "analysis", *args], capture_output=True, text=True, env=env,
+    return subprocess.run([sys.executable, "-m", "sgdsim.analysis", *args], capture_output=True, text=True, env=env,
                           cwd=ROOT)
 
 
@@ -31,8 +31,8 @@ def ou_file(tmp_path_factory):
 
 
 def test_import_loads_no_engine_or_numba():
-    code = ("import sys, analysis, analysis._summary, analysis._theory; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('numba', 'kernels', 'sim')]; "
+    code = ("import sys, sgdsim.analysis, sgdsim.analysis._summary, sgdsim.analysis._theory; "
+            "bad = [m for m in sys.modules if (m.split('.')[0] == 'numba' or m.split('.')[:2] in (['sgdsim', 'kernels'], ['sgdsim', 'sim']))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -41,8 +41,8 @@ def test_import_loads_no_engine_or_numba():
 
 def test_format_constants_agree_with_sim():
     # analysis may not import sim, so it keeps its own copy of the run-file format.
-    from analysis import _read
-    from sim import _version
+    from sgdsim.analysis import _read
+    from sgdsim.sim import _version
     assert (_read.FORMAT_NAME, _read.FORMAT_VERSION) == (_version.FORMAT, _version.FORMAT_VERSION)
 
 def test_sweep_params_and_summary_values(ou_file):
@@ -134,14 +134,14 @@ def test_bad_run_files_exit_2_with_one_line(case, tmp_path, ou_file):
 
 
 def test_summary_into_a_closed_pipe_is_quiet(ou_file):
-    """`python -m analysis summary OUT.h5 | head -2`: no error when the reader leaves.
+    """`sgdsim-analysis summary OUT.h5 | head -2`: no error when the reader leaves.
 
     The reader here leaves before the first line is written, so the write must fail
     with a broken pipe whatever the size of the summary.
     """
     path, _ = ou_file
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    proc = subprocess.Popen([sys.executable, "-m", "analysis", "summary", str(path)], cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-m", "sgdsim.analysis", "summary", str(path)], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     proc.stdout.close()                   # the reader leaves at once
     stderr = proc.stderr.read().decode()
@@ -171,7 +171,7 @@ def test_sgd_f2_file_summary(tmp_path):
 
 def test_end_to_end_engine_run_summarised(tmp_path):
     # The engine ships with analysis: a broken `sim` fails this test, it does not skip it.
-    import sim
+    from sgdsim import sim
     assert callable(sim.load_experiment) and callable(sim.run_experiment)
     exp = tmp_path / "f2.toml"
     exp.write_text('[run]\nseed = 3\ntrajectories = 300\nsteps = 100\nbackend = "numpy"\n'
@@ -180,7 +180,7 @@ def test_end_to_end_engine_run_summarised(tmp_path):
                    '[observables]\nlyapunov = {}\ndivergence = { threshold = 1e8 }\n')
     out = tmp_path / "f2.h5"
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    res = subprocess.run([sys.executable, "-m", "sim", "run", str(exp), "-o", str(out), "--quiet"],
+    res = subprocess.run([sys.executable, "-m", "sgdsim.sim", "run", str(exp), "-o", str(out), "--quiet"],
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stderr
     summary = _cli("summary", str(out), "--json")

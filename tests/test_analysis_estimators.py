@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from analysis import _estimators as est
+from sgdsim.analysis import _estimators as est
 
 
 def test_density_matches_direct_batch_means():

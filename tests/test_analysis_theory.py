@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import integrate, special, stats
 
-from analysis import _theory as th
+from sgdsim.analysis import _theory as th
 
 
 @pytest.mark.parametrize("model, k, sigma2", [

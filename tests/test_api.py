@@ -3,7 +3,7 @@ dataset; sim.open reads a file back as the same Dataset."""
 import numpy as np
 import pytest
 
-import sim
+from sgdsim import sim
 from tests._campaign import sgdsim, to_toml
 from tests.conftest import read_run
 

@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-import analysis
-import sim
+from sgdsim import analysis
+from sgdsim import sim
 
 RUNS = 200
 

@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
-import sim
-from sim._checkpoint import PARTS_SUFFIX
-from sim._runfile import Piece
+from sgdsim import sim
+from sgdsim.sim._checkpoint import PARTS_SUFFIX
+from sgdsim.sim._runfile import Piece
 from tests._campaign import assert_same_datasets, f2_sweep, sgdsim, to_toml
 from tests.conftest import ROOT
 
@@ -78,7 +78,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
         args = ["run", exp, "-o", out, "--quiet"] if sessions == 0 else ["resume", out, "--quiet"]
         sessions += 1
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "sim", *map(str, args)],
+        proc = subprocess.Popen([sys.executable, "-m", "sgdsim.sim", *map(str, args)],
                                 env=dict(os.environ, PYTHONPATH=str(ROOT), **env),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         if kills % 3 == 2 and startup is not None:
@@ -145,7 +145,7 @@ def _saved_chunks(path):
 ])
 def test_checkpoint_interval_flag_then_environment_then_key(tmp_path, monkeypatch, key, env,
                                                             flag, saved):
-    from sim._cli import main
+    from sgdsim.sim._cli import main
 
     raw = f2_sweep(trajectories=1024, steps=30, chunk=256)
     raw["run"]["checkpoint_seconds"] = key
@@ -162,7 +162,7 @@ def test_checkpoint_interval_flag_then_environment_then_key(tmp_path, monkeypatc
 
 
 def test_resume_takes_the_checkpoint_seconds_flag(tmp_path, monkeypatch):
-    from sim._cli import main
+    from sgdsim.sim._cli import main
 
     raw = f2_sweep(trajectories=1024, steps=30, chunk=256)
     exp, out = tmp_path / "f2.toml", tmp_path / "out.h5"
@@ -185,7 +185,7 @@ def test_failure_mid_run_leaves_a_resumable_checkpoint(tmp_path, monkeypatch):
     sim.run_experiment(_resolved(raw), reference, quiet=True)
     out = tmp_path / "out.h5"
     monkeypatch.setenv("SGDSIM_CHECKPOINT_SECONDS", "0")
-    from sim import _runfile
+    from sgdsim.sim import _runfile
     original = _runfile.Piece.add_chunk
     calls = []
 
@@ -202,7 +202,7 @@ def test_failure_mid_run_leaves_a_resumable_checkpoint(tmp_path, monkeypatch):
     with h5py.File(out, "r") as f:
         assert f["checkpoint/parts"][-1, 1] == 6  # six chunks saved, one at a time
     monkeypatch.setattr(_runfile.Piece, "add_chunk", original)
-    from sim._runner import resume_run
+    from sgdsim.sim._runner import resume_run
     resume_run(out, quiet=True)
     assert _check_output_path(out) is True
     assert_same_datasets(reference, out)
@@ -213,7 +213,7 @@ def test_sigterm_saves_a_checkpoint(tmp_path):
     exp = tmp_path / "f2.toml"
     exp.write_text(to_toml(raw))
     out = tmp_path / "out.h5"
-    proc = subprocess.Popen([sys.executable, "-m", "sim", "run", str(exp), "-o", str(out),
+    proc = subprocess.Popen([sys.executable, "-m", "sgdsim.sim", "run", str(exp), "-o", str(out),
                              "--quiet"], env=dict(os.environ, PYTHONPATH=str(ROOT),
                                                   SGDSIM_CHECKPOINT_SECONDS="0.2"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -242,7 +242,7 @@ def test_resume_refuses_what_it_cannot_resume(tmp_path):
 
 
 def test_replacing_renames_a_finished_file_and_drops_a_failed_one(tmp_path):
-    from sim._runfile import replacing
+    from sgdsim.sim._runfile import replacing
 
     path = tmp_path / "run.h5"
     with replacing(path) as f:

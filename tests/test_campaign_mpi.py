@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-import sim
+from sgdsim import sim
 from tests._campaign import assert_same_datasets, f2_sweep, to_toml
 from tests.conftest import ROOT
 
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.skipif(MPIEXEC is None or not _mpi4py_available(),
 
 def _mpiexec(ranks, *args):
     env = dict(os.environ, PYTHONPATH=str(ROOT), NUMBA_NUM_THREADS="1")
-    return subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, "-m", "sim",
+    return subprocess.run([MPIEXEC, "-n", str(ranks), sys.executable, "-m", "sgdsim.sim",
                            *map(str, args)], env=env, capture_output=True, text=True,
                           timeout=300)
 
@@ -86,7 +86,7 @@ def test_mpi_failing_rank_fails_the_job_and_writes_nothing(tmp_path):
     exp.write_text(to_toml(raw))
     out = tmp_path / "mpi.h5"
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}", NUMBA_NUM_THREADS="1")
-    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "sim", "run", str(exp),
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "sgdsim.sim", "run", str(exp),
                            "-o", str(out), "--mpi", "--quiet"], env=env, capture_output=True,
                           text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 2, done.stderr

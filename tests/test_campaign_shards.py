@@ -3,9 +3,9 @@ import h5py
 import numpy as np
 import pytest
 
-import sim
-from sim._plan import shard_range
-from sim._runfile import TreeSum
+from sgdsim import sim
+from sgdsim.sim._plan import shard_range
+from sgdsim.sim._runfile import TreeSum
 from tests._campaign import assert_same_datasets, f2_sweep, sgdsim, to_toml
 
 

@@ -35,7 +35,7 @@ def test_signal_inside_a_chunk_saves_and_resumes_bit_identical(uninterrupted, tm
                                                                 signum):
     out = tmp_path / "run.h5"
     process = subprocess.Popen(
-        [sys.executable, "-m", "sim", "run", str(uninterrupted / "exp.toml"), "--out", str(out)],
+        [sys.executable, "-m", "sgdsim.sim", "run", str(uninterrupted / "exp.toml"), "--out", str(out)],
         stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
     # The first progress line comes after the first slice of steps, inside the chunk.
     line = process.stderr.readline()
@@ -73,7 +73,7 @@ def test_a_damaged_checkpoint_part_is_found_before_any_work_and_recomputed(tmp_p
     assert whole.returncode == 0, whole.stderr
     out = tmp_path / "run.h5"
     process = subprocess.Popen(
-        [sys.executable, "-m", "sim", "run", str(tmp_path / "exp.toml"), "--out", str(out),
+        [sys.executable, "-m", "sgdsim.sim", "run", str(tmp_path / "exp.toml"), "--out", str(out),
          "--quiet", "--checkpoint-seconds", "0"], stderr=subprocess.PIPE, text=True,
         cwd=str(ROOT))
     deadline = time.time() + 120

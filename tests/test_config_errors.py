@@ -1,7 +1,7 @@
 """Experiment files and the command line: bad input is exit 2, one line, no output file.
 
 Every malformed experiment goes through the real command line, `sim._cli.main`, and a few
-through `python -m sim` in a subprocess: exit code 2, exactly one stderr line starting
+through `python -m sgdsim.sim` in a subprocess: exit code 2, exactly one stderr line starting
 ``error: `` that names the file and the key, the output path not created, and an existing
 output file left byte for byte unchanged even with --overwrite. The positive tests check
 that defaults are filled, overrides applied and sweeps parsed as docs/SPEC.md says.
@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(ROOT))
 
-from sim import ExperimentError, load_experiment, resolve_experiment  # noqa: E402
-from sim._cli import main  # noqa: E402
-from sim._config import dumps_experiment, loads_experiment  # noqa: E402
+from sgdsim.sim import ExperimentError, load_experiment, resolve_experiment  # noqa: E402
+from sgdsim.sim._cli import main  # noqa: E402
+from sgdsim.sim._config import dumps_experiment, loads_experiment  # noqa: E402
 
 RUN = "[run]\ntrajectories = 10\nsteps = 20\n"
 MODEL = '[model]\nname = "quadratic_finite_sum"\ncurvatures = [4.0, 1.0]\n'
@@ -402,7 +402,7 @@ def test_models_lists_every_builtin(capsys):
 def run_module(args, cwd):
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
-    return subprocess.run([sys.executable, "-m", "sim", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "sgdsim.sim", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -536,7 +536,7 @@ def test_toml_writer_reads_back_what_tomllib_reads():
     import math
     import tomllib
 
-    from sim import _toml
+    from sgdsim.sim import _toml
 
     tables = {
         "strings": {"quote": 'say "hi"\\', "controls": "tab\tnew\nline\x00\x7f",
@@ -580,9 +580,9 @@ def test_run_calls_the_runner(capsys, paths, monkeypatch):
     exp, out = paths
     exp.write_text(experiment())
     calls = []
-    fake = types.ModuleType("sim._runner")
+    fake = types.ModuleType("sgdsim.sim._runner")
     fake.run_experiment = lambda *args, **kwargs: calls.append((args, kwargs))
-    monkeypatch.setitem(sys.modules, "sim._runner", fake)
+    monkeypatch.setitem(sys.modules, "sgdsim.sim._runner", fake)
     code, _, err = run_cli(capsys, ["run", str(exp), "-o", str(out), "--trajectories", "40",
                                     "--seed", "9", "--backend", "numpy", "--shard", "1/4",
                                     "--quiet"])
@@ -600,9 +600,9 @@ def test_checkpoint_seconds_flag_reaches_the_runner(capsys, paths, monkeypatch):
     exp, out = paths
     exp.write_text(experiment(run=RUN + "checkpoint_seconds = 300\n"))
     calls = []
-    fake = types.ModuleType("sim._runner")
+    fake = types.ModuleType("sgdsim.sim._runner")
     fake.run_experiment = lambda *args, **kwargs: calls.append((args, kwargs))
-    monkeypatch.setitem(sys.modules, "sim._runner", fake)
+    monkeypatch.setitem(sys.modules, "sgdsim.sim._runner", fake)
     code, _, err = run_cli(capsys, ["run", str(exp), "-o", str(out), "--quiet"])
     assert code == 0, err
     (resolved, _), kwargs = calls[-1]
@@ -617,13 +617,13 @@ def test_checkpoint_seconds_flag_reaches_the_runner(capsys, paths, monkeypatch):
 def test_runner_failure_is_internal(capsys, paths, monkeypatch):
     exp, out = paths
     exp.write_text(experiment())
-    fake = types.ModuleType("sim._runner")
+    fake = types.ModuleType("sgdsim.sim._runner")
 
     def broken(*args, **kwargs):
         raise RuntimeError("kernel exploded")
 
     fake.run_experiment = broken
-    monkeypatch.setitem(sys.modules, "sim._runner", fake)
+    monkeypatch.setitem(sys.modules, "sgdsim.sim._runner", fake)
     code, _, err = run_cli(capsys, ["run", str(exp), "-o", str(out)])
     assert code == 1
     assert_one_error_line(err, "error: internal: RuntimeError: kernel exploded")

@@ -178,7 +178,7 @@ def test_user_model_that_cannot_compile_is_a_clear_error(tmp_path):
                    '[dynamics]\nname = "gd"\nlr = 0.1\n')
     out = tmp_path / "out.h5"
     env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}")
-    result = subprocess.run([sys.executable, "-m", "sim", "run", str(exp), "-o", str(out)],
+    result = subprocess.run([sys.executable, "-m", "sgdsim.sim", "run", str(exp), "-o", str(out)],
                             capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()

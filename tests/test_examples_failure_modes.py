@@ -46,7 +46,7 @@ def kramers_slope(name="f1_escape"):
     Computed here from the experiment file alone (the top is the root of L' between the
     start and the first-passage level), independently of check.py and analysis.
     """
-    import sim
+    from sgdsim import sim
 
     experiment = sim.load_experiment(check.HERE / f"{name}.toml")
     model = experiment["model"]
@@ -153,7 +153,7 @@ def test_f2_mean_loss_is_stable_under_gradient_descent(tmp_path):
     # F2's premise, run by the engine: on the example's model the mean loss has curvature
     # 10 < 2/lr, so GD at lr 0.15 multiplies theta by exactly 1 - 0.15 * 10 = -0.5 per step
     # (while SGD at that lr diverges, above).
-    import sim
+    from sgdsim import sim
 
     experiment = sim.load_experiment(check.HERE / "f2_lyapunov.toml")
     assert 0.15 in experiment["sweep"]["dynamics.lr"]
@@ -180,7 +180,7 @@ def test_check_script_prints_table_and_verdict(tmp_path, capsys):
 
 
 def test_experiment_files_resolve():
-    import sim
+    from sgdsim import sim
 
     for names in check.FILES.values():
         for name in names:

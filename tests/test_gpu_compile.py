@@ -18,7 +18,7 @@ from tests.conftest import ROOT, cuda_simulator_subprocess, requires_cuda_sim
 
 
 def _missing():
-    from sim._gpu_check import missing_tools
+    from sgdsim.sim._gpu_check import missing_tools
     return missing_tools()
 
 
@@ -33,7 +33,7 @@ def _require_tools():
 def _gpu_check(args, cwd, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("NUMBA_ENABLE_CUDASIM", None)
-    return subprocess.run([sys.executable, "-m", "sim", "gpu-check", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "sgdsim.sim", "gpu-check", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=1200)
 
 
@@ -41,7 +41,7 @@ def test_every_kernel_variant_compiles_for_sm90(tmp_path):
     """Every variant, the example user model among them, compiles and assembles for sm_90;
     the 1-D kernels use no local memory (no stack frame, no spills)."""
     _require_tools()
-    from sim._gpu_check import VARIANTS
+    from sgdsim.sim._gpu_check import VARIANTS
     out = tmp_path / "gpu"
     result = _gpu_check(["--cc", "90", "--no-device", "--out", str(out), "--json",
                          "--model", "tilted_double_well:model"], ROOT / "examples", tmp_path)
@@ -112,7 +112,7 @@ def test_gpu_check_refuses_bad_flags(tmp_path):
 
 def test_occupancy_follows_the_occupancy_calculator():
     """Hand-worked cases of the CUDA occupancy rules for 256-thread blocks (8 warps)."""
-    from kernels._ptx import occupancy
+    from sgdsim.kernels._ptx import occupancy
     # 64 registers: 2048 a warp, 32 warps fit the 64 K register file: 4 blocks of 8 of 64 warps.
     assert occupancy((9, 0), 64, 12288, 256) == 0.5
     # 66 registers round up to 2304 a warp: 28 warps, 3 whole blocks: 24 of 64 warps.
@@ -125,7 +125,7 @@ def test_occupancy_follows_the_occupancy_calculator():
 
 
 def test_device_comparison_flags_disagreement():
-    from sim._gpu_check import compare_outputs
+    from sgdsim.sim._gpu_check import compare_outputs
     n = 100
     cpu = {"x_final": np.linspace(-1, 1, n), "log_growth": np.zeros(n),
            "ts_partial": np.ones((1, 2, 6)), "fp_steps": np.arange(n), "div_steps": -np.ones(n),
@@ -155,7 +155,7 @@ def test_device_run_of_variants_agrees_under_the_simulator():
     """The on-device half of gpu-check, driven through the CUDA simulator."""
     code = textwrap.dedent("""
         import json
-        from sim import _gpu_check
+        from sgdsim.sim import _gpu_check
         rows = [_gpu_check.run_on_device(name, trajectories=256)
                 for name in ("scalar/polynomial/langevin/float64",
                              "vector/coupled_quadratic_m2/two_time_scale/float32")]

@@ -2,7 +2,7 @@
 key, exit 2, and no output file; none is an internal error (exit 1)."""
 import pytest
 
-from sim._cli import main
+from sgdsim.sim._cli import main
 
 RUN = '[run]\ntrajectories = 300\nsteps = 20\nbackend = "cpu"\n'
 MODEL = '[model]\nname = "polynomial"\ncoefficients = [0.0, 0.0, 1.0]\nnoise_var = 0.5\n'

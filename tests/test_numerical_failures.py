@@ -31,7 +31,7 @@ def test_non_finite_trajectories_are_counted_warned_and_summarised(tmp_path):
     # |theta_t| = 2^t |theta_0| passes the largest double, 2^1024, at t = 1024 - log2|theta_0|.
     assert steps.shape == (1, 300) and (steps > 0).all()
     assert np.all(np.abs(steps - 1024) <= 12)
-    summary = subprocess.run([sys.executable, "-m", "analysis", "summary", str(out)],
+    summary = subprocess.run([sys.executable, "-m", "sgdsim.analysis", "summary", str(out)],
                              capture_output=True, text=True, cwd=str(ROOT), timeout=120)
     assert summary.returncode == 0, summary.stderr
     lines = summary.stdout.splitlines()
@@ -47,7 +47,7 @@ def test_a_model_not_finite_at_theta0_is_refused(tmp_path):
                   "model": {"name": "nan_model:model"},
                   "dynamics": {"name": "gd", "lr": 0.1}}
     (tmp_path / "exp.toml").write_text(to_toml(experiment))
-    result = subprocess.run([sys.executable, "-m", "sim", "run", "exp.toml", "--out", "o.h5"],
+    result = subprocess.run([sys.executable, "-m", "sgdsim.sim", "run", "exp.toml", "--out", "o.h5"],
                             capture_output=True, text=True, cwd=str(tmp_path), timeout=120,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
                                  "HOME": str(tmp_path)})

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 
-from kernels import linear_regression_data
+from sgdsim.kernels import linear_regression_data
 from tests._campaign import to_toml
 from tests.conftest import ROOT, run_file
 
@@ -88,7 +88,7 @@ def test_loss_min_in_d_dimensions_and_in_float32(tmp_path):
 def _run_cli(tmp_path, experiment, *args):
     path = tmp_path / "exp.toml"
     path.write_text(to_toml(experiment))
-    return subprocess.run([sys.executable, "-m", "sim", "run", str(path), "--out",
+    return subprocess.run([sys.executable, "-m", "sgdsim.sim", "run", str(path), "--out",
                            str(tmp_path / "out.h5"), "--quiet", *args],
                           capture_output=True, text=True, cwd=str(tmp_path), timeout=300,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from kernels import normal_pair, philox4x32, step_block, uniform01, uniform_index
+from sgdsim.kernels import normal_pair, philox4x32, step_block, uniform01, uniform_index
 from tests.conftest import KAT_FILE, cuda_simulator_subprocess, requires_cuda_sim
 
 
@@ -35,7 +35,7 @@ def test_known_answers_cuda_simulator():
     code = f"""
 import numpy as np
 from numba import cuda
-from kernels import philox4x32
+from sgdsim.kernels import philox4x32
 rows = [l.split() for l in open({str(KAT_FILE)!r}) if l.strip() and not l.startswith('#')]
 vec = np.array([[int(x, 16) for x in r[1:7]] for r in rows], dtype=np.uint64)
 rounds = np.array([int(r[0]) for r in rows], dtype=np.int64)
@@ -128,7 +128,7 @@ def test_uniform_index_is_uniform(n):
 
 
 def test_float32_normal_pair_is_standard_normal_and_tracks_float64():
-    from kernels._philox import normal_pair32
+    from sgdsim.kernels._philox import normal_pair32
     w0, w1, _, _ = _words(400_000)
     z0, z1 = normal_pair32(w0, w1)
     assert z0.dtype == np.float32

@@ -23,7 +23,7 @@ def sgdsim_run(tmp_path, exp, *flags, memory=None):
            "SGDSIM_CACHE_DIR": "off"}
     if memory is not None:
         env["SGDSIM_MEMORY"] = str(memory)
-    return subprocess.run([sys.executable, "-m", "sim", "run", "exp.toml", "--out", "out.h5",
+    return subprocess.run([sys.executable, "-m", "sgdsim.sim", "run", "exp.toml", "--out", "out.h5",
                            "--quiet", *flags], capture_output=True, text=True,
                           cwd=str(tmp_path), env=env, timeout=120)
 

@@ -11,10 +11,10 @@ from tests.test_engine_backends import langevin, sgd_unstable
 
 
 def _chunk(raw, backend):
-    import kernels
-    from sim._config import resolve_experiment
-    from sim._engine import Points
-    from sim._plan import make_plan
+    from sgdsim import kernels
+    from sgdsim.sim._config import resolve_experiment
+    from sgdsim.sim._engine import Points
+    from sgdsim.sim._plan import make_plan
 
     raw = copy.deepcopy(raw)
     raw["run"]["backend"] = backend

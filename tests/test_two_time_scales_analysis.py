@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-import analysis
+from sgdsim import analysis
 from _runfiles import experiment_table, write_run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,8 +111,8 @@ def test_summary_of_high_dimensional_file(tmp_path):
 
 
 def test_import_analysis_loads_no_numba():
-    code = ("import sys, analysis, analysis._regimes, analysis._summary; "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('numba', 'kernels', 'sim')]; "
+    code = ("import sys, sgdsim.analysis, sgdsim.analysis._regimes, sgdsim.analysis._summary; "
+            "bad = [m for m in sys.modules if (m.split('.')[0] == 'numba' or m.split('.')[:2] in (['sgdsim', 'kernels'], ['sgdsim', 'sim']))]; "
             "print(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
@@ -120,12 +120,12 @@ def test_import_analysis_loads_no_numba():
 
 def _cli(*args):
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    return subprocess.run([sys.executable, "-m", "analysis", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "sgdsim.analysis", *args], capture_output=True, text=True,
                           env=env, cwd=ROOT)
 
 
 def test_regimes_on_reduced_three_regime_run(tmp_path):
-    import sim
+    from sgdsim import sim
 
     experiment = sim.load_experiment(EXAMPLE, {"run.trajectories": 100, "run.backend": "cpu"})
     path = tmp_path / "three.h5"
@@ -157,7 +157,7 @@ def exact_error_at(steps, a, b, eps, kappa, mu, w_star, nx, ny):
 
 
 def test_steady_state_error_matches_lyapunov_on_real_sweep(tmp_path):
-    import sim
+    from sgdsim import sim
 
     raw = {"run": {"seed": 21, "trajectories": 4000, "steps": 600, "backend": "cpu"},
            "model": {"name": "coupled_quadratic", "dim": 1, "kappa": 1.0, "mu": 1.0, "w_star": [0.5]},

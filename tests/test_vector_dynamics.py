@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from scipy import linalg
 
-from kernels import linear_regression_data
+from sgdsim.kernels import linear_regression_data
 from tests.conftest import cuda_simulator_subprocess, read_run, requires_cuda_sim, run_file
 
 

@@ -50,8 +50,8 @@ ROOT = HERE.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import analysis  # noqa: E402
-import sim  # noqa: E402
+from sgdsim import analysis  # noqa: E402
+from sgdsim import sim  # noqa: E402
 
 MODES = ("F1", "F2", "F3", "F4")
 

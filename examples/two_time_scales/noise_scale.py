@@ -25,9 +25,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
 import numpy as np  # noqa: E402
 
-import analysis  # noqa: E402
-import sim  # noqa: E402
-from kernels import linear_regression_data  # noqa: E402
+from sgdsim import analysis  # noqa: E402
+from sgdsim import sim  # noqa: E402
+from sgdsim.kernels import linear_regression_data  # noqa: E402
 
 SMALL = ((0.02, 1), (0.04, 2), (0.08, 4))
 LARGE = ((0.15, 1), (0.6, 4))

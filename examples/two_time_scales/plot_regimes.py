@@ -29,8 +29,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import analysis  # noqa: E402
-import sim  # noqa: E402
+from sgdsim import analysis  # noqa: E402
+from sgdsim import sim  # noqa: E402
 
 
 def run(outdir: str, quick: bool = False) -> str:

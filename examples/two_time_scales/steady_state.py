@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 import numpy as np  # noqa: E402
 from scipy import linalg  # noqa: E402
 
-import analysis  # noqa: E402
-import sim  # noqa: E402
+from sgdsim import analysis  # noqa: E402
+from sgdsim import sim  # noqa: E402
 
 
 def linear_recursion(a, b, eps, kappa, mu, w_star, noise_x, noise_y):

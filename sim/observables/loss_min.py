@@ -8,7 +8,7 @@ step = -1.
 """
 import numpy as np
 
-from kernels import jitable
+from sgdsim.kernels import jitable
 
 from .._keys import Key
 from . import Tracked
