@@ -78,11 +78,10 @@ def test_slices_on_the_cuda_simulator():
     code = """
 import numpy as np
 from tests.test_slices import sliced_outputs, assert_same
-from tests.test_engine_backends import langevin
 from tests.test_slices import stopping
-for make in (langevin, stopping):
-    whole, sliced, _, _ = sliced_outputs(make(trajectories=300, steps=40), "cuda", [1, 8, 9, 33])
-    assert_same(whole, sliced)
+# One experiment, small: the simulator runs every thread in Python (about 60 s).
+whole, sliced, _, _ = sliced_outputs(stopping(trajectories=128, steps=24), "cuda", [1, 8, 9])
+assert_same(whole, sliced)
 print("ok")
 """
     result = cuda_simulator_subprocess(code)
