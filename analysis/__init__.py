@@ -36,9 +36,25 @@ from ._theory import stationary_density as theory_stationary_density
 
 
 def summary(run):
-    """The summary of a run file (a path or a ``RunFile``) as a dict: every sweep point's
-    estimates with standard errors, 95 % intervals and theory (``summarize``)."""
-    return summarize(run if isinstance(run, RunFile) else open_run(run))
+    """The summary of a run as a dict: every sweep point's estimates with standard errors,
+    95 % intervals and theory (``summarize``). ``run`` is a path, a ``RunFile``, or the
+    ``xarray.Dataset`` of ``sgdsim.run`` / ``sgdsim.open`` (written to a temporary run file
+    for the purpose)."""
+    if isinstance(run, RunFile):
+        return summarize(run)
+    if hasattr(run, "data_vars"):
+        import os
+        import tempfile
+
+        from ._xarray import write_dataset
+
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, "run.h5")
+            write_dataset(run, path)
+            result = summarize(open_run(path))
+        result["file"] = "<dataset>"
+        return result
+    return summarize(open_run(run))
 
 
 def to_dataset(run):

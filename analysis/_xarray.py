@@ -11,7 +11,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-__all__ = ["to_dataset", "DIMENSIONS"]
+__all__ = ["to_dataset", "write_dataset", "DIMENSIONS"]
 
 # Dimension names of the datasets whose layout SPEC 5 and 7 fix.
 DIMENSIONS = {
@@ -74,10 +74,33 @@ def to_dataset(source):
             return
         if data.dtype.kind in "SO":
             data = np.array([_plain(v) for v in np.atleast_1d(data)])
+        group = ({k: _plain(v) for k, v in obj.parent.attrs.items()}
+                 if obj.parent.name != "/" else {})
         variables[name.replace("/", "_")] = xr.Variable(
             _dims(name, data.shape, points, trajectories), data,
-            attrs={k: _plain(v) for k, v in obj.parent.attrs.items()} if obj.parent.name != "/"
-            else {})
+            attrs={**group, "dataset": name})
 
     source.visititems(visit)
     return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def write_dataset(dataset, path):
+    """Write a Dataset made by ``to_dataset`` back as the run file it came from."""
+    with h5py.File(path, "w") as f:
+        for key, value in dataset.attrs.items():
+            f.attrs[key] = value
+        for name, coord in dataset.coords.items():
+            f.create_dataset(f"sweep/{name}", data=coord.values)
+        for variable in dataset.data_vars.values():
+            attrs = dict(variable.attrs)
+            name = attrs.pop("dataset")
+            data = variable.values
+            if data.dtype.kind == "U":
+                data = data.astype(object)
+                f.create_dataset(name, data=data, dtype=h5py.string_dtype())
+            else:
+                f.create_dataset(name, data=data)
+            parent = f[name].parent
+            for key, value in attrs.items():
+                if key not in parent.attrs:
+                    parent.attrs[key] = value

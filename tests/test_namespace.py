@@ -58,3 +58,7 @@ def test_the_top_level_api_is_the_sim_api(tmp_path):
     assert sgdsim.run is sim.run and sgdsim.ExperimentError is sim.ExperimentError
     summary = sgdsim.analysis.summary(tmp_path / "run.h5")
     assert summary["points"][0]["final"]["trajectories"] == 256
+    # The summary of the in-memory Dataset is the file's.
+    in_memory = sgdsim.analysis.summary(sgdsim.run(experiment))
+    assert in_memory["file"] == "<dataset>"
+    assert in_memory["points"] == summary["points"]
