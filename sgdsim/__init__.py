@@ -21,16 +21,8 @@ __all__ = ["run", "ExperimentError", "__version__"]   # and open, kept out of `i
 
 
 def __getattr__(name):
-    if name == "run":
-        from .sim._api import run
-        return run
-    if name == "open":
-        from .sim._api import open_run
-        return open_run
-    if name == "ExperimentError":
-        from .sim._config import ExperimentError
-        return ExperimentError
-    if name == "__version__":
-        from .sim._version import __version__
-        return __version__
+    # The same objects as sgdsim.sim's, loaded on first use (sgdsim.sim loads them lazily too).
+    if name in ("run", "open", "ExperimentError", "__version__"):
+        from . import sim
+        return getattr(sim, name)
     raise AttributeError(f"module 'sgdsim' has no attribute {name!r}")

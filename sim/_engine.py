@@ -205,7 +205,7 @@ class _Slicer:
     def __init__(self):
         self.rate = {}        # id(kernel) -> trajectory-steps per second
 
-    def steps(self, kernel, state, n):
+    def steps(self, kernel, n):
         rate = self.rate.get(id(kernel.kernel))
         if rate is None:
             return max(1, min(FIRST_SLICE_STEPS, (1 << 22) // max(n, 1)))
@@ -265,7 +265,7 @@ def execute(plan, points, first, progress, save=None, interval=None, interrupts=
                 progress.exclude(kernel.compile_seconds)
             while not state.done:
                 t0, before = state.t, state.seconds
-                kernel.advance(state, t0 + slicer.steps(kernel, state, b - a))
+                kernel.advance(state, t0 + slicer.steps(kernel, b - a))
                 slicer.measured(kernel, b - a, state.t - t0, state.seconds - before)
                 out = state.out
                 progress.update((b - a) * (state.t - t0),
