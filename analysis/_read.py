@@ -15,7 +15,9 @@ import h5py
 import numpy as np
 
 FORMAT_NAME = "sgdsim-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Versions this analysis reads: 2 changed only the random-number counter layout.
+READABLE_VERSIONS = (1, 2)
 
 
 class RunFileError(Exception):
@@ -124,7 +126,7 @@ def open_run(path) -> RunFile:
     """Open and validate a run file; raise :class:`RunFileError` with a one-line reason.
 
     Checks: the file exists and is HDF5; root attrs ``format == "sgdsim-run"``,
-    ``format_version == 1``, ``complete`` true; ``experiment`` parses as TOML; the sweep
+    ``format_version`` 1 or 2, ``complete`` true; ``experiment`` parses as TOML; the sweep
     datasets and ``/final/theta`` agree on the number of points.
     """
     path = os.fspath(path)
@@ -154,8 +156,9 @@ def open_run(path) -> RunFile:
     if attrs.get("format") != FORMAT_NAME:
         raise RunFileError(path, f"not an sgdsim run file (root attr format = {attrs.get('format')!r})")
     version = attrs.get("format_version")
-    if version != FORMAT_VERSION:
-        raise RunFileError(path, f"unsupported format_version {version!r} (this analysis reads {FORMAT_VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise RunFileError(path, f"unsupported format_version {version!r} (this analysis reads "
+                                 f"{', '.join(map(str, READABLE_VERSIONS))})")
     if not bool(attrs.get("complete", False)):
         raise RunFileError(path, "run is incomplete (attr complete is false); finish it with `sgdsim resume`")
     text = attrs.get("experiment")

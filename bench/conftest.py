@@ -49,25 +49,29 @@ def record_throughput(benchmark):
     return record
 
 
+# The throughput requirements checked in the summary: (workload, peer, at least).
+REQUIREMENTS = [
+    ("langevin", "numpy-peer", 8.0), ("langevin", "jax-peer", 2.5), ("langevin", "roofline", 0.6),
+    ("sgd-f64", "numpy-peer", 4.0), ("sgd-f64", "jax-peer", 2.0),
+]
+
+
 def pytest_terminal_summary(terminalreporter):
     if not _RESULTS:
         return
     write = terminalreporter.write_line
     terminalreporter.section("sgdsim throughput (traj-steps/s, best of rounds, same run)")
-    write(f"{'workload':10} {'implementation':22} {'traj-steps/s':>14} {'x NumPy':>8} {'x JAX':>7}")
+    write(f"{'workload':10} {'implementation':22} {'traj-steps/s':>14} {'x NumPy':>8} {'x JAX':>7} "
+          f"{'x roofline':>10}")
     for (workload, impl), rate in sorted(_RESULTS.items()):
-        base = _RESULTS.get((workload, "numpy-peer"))
-        jax = _RESULTS.get((workload, "jax-peer"))
-        ratio = f"{rate / base:8.2f}" if base else f"{'-':>8}"
-        ratio_jax = f"{rate / jax:7.2f}" if jax else f"{'-':>7}"
-        write(f"{workload:10} {impl:22} {rate:14.4g} {ratio} {ratio_jax}")
-    cpu = _RESULTS.get(("langevin", "sgdsim-cpu"))
-    base = _RESULTS.get(("langevin", "numpy-peer"))
-    jax = _RESULTS.get(("langevin", "jax-peer"))
-    if cpu and base:
-        verdict = "meets" if cpu >= 3 * base else "DOES NOT MEET"
-        write(f"issue 2 requirement (langevin, sgdsim cpu >= 3x NumPy): {verdict} "
-              f"({cpu / base:.2f}x)")
-    if cpu and jax:
-        verdict = "meets" if cpu >= jax else "DOES NOT MEET"
-        write(f"issue 2 requirement (langevin, sgdsim cpu >= 1x JAX): {verdict} ({cpu / jax:.2f}x)")
+        cells = []
+        for peer, width in (("numpy-peer", 8), ("jax-peer", 7), ("roofline", 10)):
+            other = _RESULTS.get((workload, peer))
+            cells.append(f"{rate / other:{width}.2f}" if other else f"{'-':>{width}}")
+        write(f"{workload:10} {impl:22} {rate:14.4g} " + " ".join(cells))
+    for workload, peer, least in REQUIREMENTS:
+        cpu, other = _RESULTS.get((workload, "sgdsim-cpu")), _RESULTS.get((workload, peer))
+        if cpu and other:
+            verdict = "meets" if cpu >= least * other else "DOES NOT MEET"
+            write(f"requirement ({workload}, sgdsim cpu >= {least}x {peer}): {verdict} "
+                  f"({cpu / other:.2f}x)")

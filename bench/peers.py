@@ -24,6 +24,7 @@ import numpy as np
 __all__ = [
     "LANGEVIN", "SGD", "WORKLOADS", "experiment", "sgdsim_kernel", "SgdsimWorkload",
     "numpy_langevin", "numpy_sgd", "jax_langevin", "jax_sgd", "NUMPY_PEERS", "JAX_PEERS",
+    "roofline",
 ]
 
 # ---------------------------------------------------------------- workloads
@@ -167,10 +168,10 @@ def numpy_langevin(n, steps, seed=0):
     return x, first
 
 
-def numpy_sgd(n, steps, seed=0):
+def numpy_sgd(n, steps, seed=0, dtype="float32"):
     """Vectorised NumPy finite-sum SGD (batch 1) on quadratic_finite_sum; returns theta_T."""
     w = SGD
-    f32 = np.float32
+    f32 = np.dtype(dtype).type
     rng = np.random.default_rng(seed)
     lr = f32(w["lr"])
     h = np.asarray(w["curvatures"], dtype=f32)
@@ -227,12 +228,13 @@ def _jax_functions():
                                         jnp.arange(1, steps + 1, dtype=jnp.int32))
         return x, first
 
-    @functools.partial(jax.jit, static_argnums=(1, 2))
-    def sgd(key, n, steps):
+    @functools.partial(jax.jit, static_argnums=(1, 2, 3))
+    def sgd(key, n, steps, dtype="float32"):
         w = SGD
-        lr = jnp.float32(w["lr"])
-        h = jnp.asarray(w["curvatures"], dtype=jnp.float32)
-        c = jnp.asarray(w["centers"], dtype=jnp.float32)
+        f = jnp.dtype(dtype)
+        lr = jnp.asarray(w["lr"], dtype=f)
+        h = jnp.asarray(w["curvatures"], dtype=f)
+        c = jnp.asarray(w["centers"], dtype=f)
 
         def step(carry, _):
             x, key = carry
@@ -241,7 +243,7 @@ def _jax_functions():
             x = x - lr * h[i] * (x - c[i])
             return (x, key), None
 
-        x0 = jnp.full((n,), w["theta0"], dtype=jnp.float32)
+        x0 = jnp.full((n,), w["theta0"], dtype=f)
         (x, _), _ = jax.lax.scan(step, (x0, key), None, length=steps)
         return x
 
@@ -250,9 +252,11 @@ def _jax_functions():
 
 
 def _jax_peer(name):
-    def run(n, steps, seed=0):
+    def run(n, steps, seed=0, **kwargs):
         fns = _jax_functions()
-        out = fns[name](fns["jax"].random.PRNGKey(seed), n, steps)
+        if kwargs.get("dtype") == "float64":
+            fns["jax"].config.update("jax_enable_x64", True)
+        out = fns[name](fns["jax"].random.PRNGKey(seed), n, steps, **kwargs)
         return fns["jax"].block_until_ready(out)
 
     run.__name__ = f"jax_{name}"
@@ -263,3 +267,114 @@ def _jax_peer(name):
 jax_langevin = _jax_peer("langevin")
 jax_sgd = _jax_peer("sgd")
 JAX_PEERS = {"langevin": jax_langevin, "sgd": jax_sgd}
+
+
+# ---------------------------------------------------------------- rooflines
+
+_ROOF = {}
+
+
+def _roofline_loops():
+    """numba loops built from sgdsim's own Philox and transforms, without bookkeeping.
+
+    64 lanes a task like sgdsim's CPU kernel; each trajectory draws one Philox block per
+    four steps (the counter layout of docs/SPEC.md section 6) and keeps only its state.
+    ``blocks``: the bare block loop (words folded by xor so none is optimised away);
+    ``langevin``: four float32 normals a block (normal_pair32) for four Euler-Maruyama
+    steps of the workload; ``sgd``: four sample indices a block (uniform_index, a select
+    between the two samples) for four steps.
+    """
+    if _ROOF:
+        return _ROOF
+    import numba
+
+    from sgdsim.kernels._philox import normal_pair32, step_block, uniform_index
+
+    lanes = 64
+    zero = np.uint64(0)
+
+    @numba.njit(parallel=True, error_model="numpy")
+    def blocks(n, count, k0, k1):
+        out = np.zeros(n, dtype=np.uint64)
+        for b in numba.prange(n // lanes):
+            acc = np.zeros(lanes, dtype=np.uint64)
+            for c in range(count):
+                for lane in range(lanes):
+                    w0, w1, w2, w3 = step_block(k0, k1, np.uint64(b * lanes + lane),
+                                                np.uint64(c + 1), zero)
+                    acc[lane] ^= w0 ^ w1 ^ w2 ^ w3
+            out[b * lanes:(b + 1) * lanes] = acc
+        return out
+
+    w = LANGEVIN
+    f32 = np.float32
+    dt, amplitude = f32(w["dt"]), f32(np.sqrt(w["temperature"] * w["noise_var"] * w["dt"]))
+    theta0 = f32(w["theta0"])
+
+    @numba.njit(parallel=True, error_model="numpy")
+    def langevin(n, steps, k0, k1):
+        out = np.zeros(n, dtype=np.float32)
+        for b in numba.prange(n // lanes):
+            x = np.full(lanes, theta0)
+            z = np.zeros((4, lanes), dtype=np.float32)
+            for c in range(steps // 4):
+                for lane in range(lanes):
+                    w0, w1, w2, w3 = step_block(k0, k1, np.uint64(b * lanes + lane),
+                                                np.uint64(c + 1), zero)
+                    z[0, lane], z[1, lane] = normal_pair32(w0, w1)
+                    z[2, lane], z[3, lane] = normal_pair32(w2, w3)
+                for s in range(4):
+                    for lane in range(lanes):
+                        y = x[lane]
+                        x[lane] = y - f32(4.0) * y * (y * y - f32(1.0)) * dt + amplitude * z[s, lane]
+            out[b * lanes:(b + 1) * lanes] = x
+        return out
+
+    s = SGD
+    lr = s["lr"]
+    a0, a1 = lr * s["curvatures"][0], lr * s["curvatures"][1]
+    b0, b1 = a0 * s["centers"][0], a1 * s["centers"][1]
+    start = s["theta0"]
+
+    def make_sgd(f):
+        @numba.njit(parallel=True, error_model="numpy")
+        def sgd(n, steps, k0, k1):
+            out = np.zeros(n, dtype=f)
+            for b in numba.prange(n // lanes):
+                x = np.full(lanes, f(start))
+                i = np.zeros((4, lanes), dtype=np.uint64)
+                for c in range(steps // 4):
+                    for lane in range(lanes):
+                        w0, w1, w2, w3 = step_block(k0, k1, np.uint64(b * lanes + lane),
+                                                    np.uint64(c + 1), zero)
+                        i[0, lane], i[1, lane] = uniform_index(w0, 2), uniform_index(w1, 2)
+                        i[2, lane], i[3, lane] = uniform_index(w2, 2), uniform_index(w3, 2)
+                    for r in range(4):
+                        for lane in range(lanes):
+                            first = i[r, lane] == 0
+                            a = f(a0) if first else f(a1)
+                            shift = f(b0) if first else f(b1)
+                            x[lane] = x[lane] - a * x[lane] + shift
+                out[b * lanes:(b + 1) * lanes] = x
+            return out
+        return sgd
+
+    _ROOF.update(blocks=blocks, langevin=langevin, sgd32=make_sgd(np.float32),
+                 sgd64=make_sgd(np.float64))
+    return _ROOF
+
+
+def roofline(workload, dtype="float32"):
+    """A compiled roofline loop ``fn(n, steps)`` of a workload ("blocks": the bare Philox
+    loop, ``steps`` blocks per trajectory); compilation done here."""
+    loops = _roofline_loops()
+    name = {"blocks": "blocks", "langevin": "langevin"}.get(
+        workload, "sgd64" if dtype == "float64" else "sgd32")
+    loop = loops[name]
+    key = np.uint64(12345)
+    loop(1024, 8, key, key)
+
+    def run(n, steps):
+        return loop(n, steps, key, key)
+
+    return run

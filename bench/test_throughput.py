@@ -12,6 +12,10 @@ import pytest
 import peers
 
 WORKLOADS = ["langevin", "sgd"]
+# (label, workload, dtype): the label names the workload in the summary.
+CASES = [("langevin", "langevin", "float32"), ("sgd", "sgd", "float32"),
+         ("sgd-f64", "sgd", "float64")]
+_IDS = [case[0] for case in CASES]
 # The numpy backend of sgdsim is a slow readable reference: benchmark it small.
 REFERENCE_SIZE = (1 << 14, 16)
 
@@ -34,13 +38,17 @@ def _check(workload, steps, result, first=None):
         assert ((first == -1) | (first >= 1)).all()
 
 
-@pytest.mark.parametrize("workload", WORKLOADS)
-def test_sgdsim_cpu(benchmark, record_throughput, size, workload):
+def _extra(workload, dtype):
+    return {"dtype": dtype} if workload == "sgd" else {}
+
+
+@pytest.mark.parametrize("label, workload, dtype", CASES, ids=_IDS)
+def test_sgdsim_cpu(benchmark, record_throughput, size, label, workload, dtype):
     n, steps = size
-    run = peers.sgdsim_kernel(workload, n, steps, backend="cpu")
+    run = peers.sgdsim_kernel(workload, n, steps, backend="cpu", dtype=dtype)
     out = _pedantic(benchmark, run)
     _check(workload, steps, out["x_final"], out["fp_steps"] if workload == "langevin" else None)
-    record_throughput(workload, "sgdsim-cpu", n, steps)
+    record_throughput(label, "sgdsim-cpu", n, steps)
     benchmark.extra_info["compile_seconds"] = run.kernel.compile_seconds
 
 
@@ -65,27 +73,47 @@ def test_sgdsim_numpy_backend_small(benchmark, record_throughput, workload):
     record_throughput(workload, f"sgdsim-numpy (n=2^{n.bit_length() - 1},T={steps})", n, steps)
 
 
-@pytest.mark.parametrize("workload", WORKLOADS)
-def test_numpy_peer(benchmark, record_throughput, size, workload):
+@pytest.mark.parametrize("label, workload, dtype", CASES, ids=_IDS)
+def test_numpy_peer(benchmark, record_throughput, size, label, workload, dtype):
     n, steps = size
     fn = peers.NUMPY_PEERS[workload]
-    result = _pedantic(benchmark, lambda: fn(n, steps))
+    result = _pedantic(benchmark, lambda: fn(n, steps, **_extra(workload, dtype)))
     if workload == "langevin":
         _check(workload, steps, result[0], result[1])
     else:
         _check(workload, steps, result)
-    record_throughput(workload, "numpy-peer", n, steps)
+    record_throughput(label, "numpy-peer", n, steps)
 
 
-@pytest.mark.parametrize("workload", WORKLOADS)
-def test_jax_peer(benchmark, record_throughput, size, workload):
+@pytest.mark.parametrize("label, workload, dtype", CASES, ids=_IDS)
+def test_jax_peer(benchmark, record_throughput, size, label, workload, dtype):
     pytest.importorskip("jax")
     n, steps = size
     fn = peers.JAX_PEERS[workload]
-    fn(n, steps)  # compile outside the timed region (the jit is specialised on n and steps)
-    result = _pedantic(benchmark, lambda: fn(n, steps))
+    extra = _extra(workload, dtype)
+    fn(n, steps, **extra)  # compile outside the timed region (specialised on n and steps)
+    result = _pedantic(benchmark, lambda: fn(n, steps, **extra))
     if workload == "langevin":
         _check(workload, steps, result[0], result[1])
     else:
         _check(workload, steps, result)
-    record_throughput(workload, "jax-peer", n, steps)
+    record_throughput(label, "jax-peer", n, steps)
+
+
+@pytest.mark.parametrize("label, workload, dtype", CASES, ids=_IDS)
+def test_roofline(benchmark, record_throughput, size, label, workload, dtype):
+    """The workload's update in a bare 64-lane loop of sgdsim's own Philox and transforms
+    (one block per four steps, no bookkeeping): the most the CPU kernel can reach."""
+    n, steps = size
+    loop = peers.roofline(workload, dtype)
+    result = _pedantic(benchmark, lambda: loop(n, steps))
+    assert np.isfinite(result).all()
+    record_throughput(label, "roofline", n, steps)
+
+
+def test_philox_blocks(benchmark, record_throughput, size):
+    """The bare Philox-block loop, a block per trajectory per four steps (in steps/s)."""
+    n, steps = size
+    loop = peers.roofline("blocks")
+    _pedantic(benchmark, lambda: loop(n, steps // 4))
+    record_throughput("philox", "philox-blocks", n, steps)

@@ -29,7 +29,7 @@ def _rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _worker(impl, workload, n, steps, repeat):
+def _worker(impl, workload, n, steps, repeat, dtype="float32"):
     sys.path[:0] = [str(ROOT), str(BENCH)]
     import numpy as np  # noqa: F401
 
@@ -39,15 +39,26 @@ def _worker(impl, workload, n, steps, repeat):
         from sgdsim import kernels  # noqa: F401  (imports numba and the kernels before the baseline)
     elif impl == "jax-peer":
         import jax  # noqa: F401
+    extra = {"dtype": dtype} if workload == "sgd" else {}
     if impl.startswith("sgdsim"):
-        run = peers.sgdsim_kernel(workload, n, steps, backend=impl.split("-", 1)[1])
+        run = peers.sgdsim_kernel(workload, n, steps, backend=impl.split("-", 1)[1], dtype=dtype)
         fn = run
+    elif impl == "roofline":
+        loop = peers.roofline(workload, dtype)    # compiled here
+
+        def fn():
+            return loop(n, steps)
+    elif impl == "philox-blocks":
+        loop = peers.roofline("blocks")
+
+        def fn():
+            return loop(n, steps // 4)           # one block per four steps
     elif impl == "numpy-peer":
         def fn():
-            return peers.NUMPY_PEERS[workload](n, steps)
+            return peers.NUMPY_PEERS[workload](n, steps, **extra)
     else:
         def fn():
-            return peers.JAX_PEERS[workload](n, steps)
+            return peers.JAX_PEERS[workload](n, steps, **extra)
         fn()  # jit compile (specialised on n and steps) outside the timing
     seconds = float("inf")
     for _ in range(repeat):
@@ -89,7 +100,7 @@ def _implementations():
     impls.append("numpy-peer")
     if has_jax:
         impls.append("jax-peer")
-    return impls
+    return impls + ["roofline", "philox-blocks"]
 
 
 def _machine():
@@ -98,6 +109,11 @@ def _machine():
         for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
             if line.startswith("Model name:"):
                 model = line.split(":", 1)[1].strip()
+            if line.startswith("Flags:"):
+                flags = line.split()
+                width = ("AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags
+                         else "SSE/other")
+                model = f"{model} ({width})"
     except OSError:
         pass
     from importlib import metadata
@@ -123,21 +139,27 @@ def main():
     print(f"Machine: {model}, {cores} cores; Python {platform.python_version()}, "
           + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print("Load average at start (1, 5, 15 min): %.2f %.2f %.2f" % os.getloadavg())
-    print(f"Workloads: {n} trajectories x {steps} steps, float32; best of {repeat} timed runs, "
-          "compilation excluded.\n")
+    print(f"Workloads: {n} trajectories x {steps} steps; best of {repeat} timed runs, "
+          "compilation excluded. `roofline`: the workload's update in a bare 64-lane numba loop "
+          "from sgdsim's own Philox and transforms, one block per four steps, no bookkeeping; "
+          "`philox-blocks`: that loop's Philox blocks alone (a block per four steps). "
+          "x roofline: the fraction of the roofline reached.\n")
 
     impls = _implementations()
-    print("| workload | implementation | traj-steps/s | x NumPy | x JAX | peak RSS (MiB) |")
-    print("| --- | --- | ---: | ---: | ---: | ---: |")
-    for workload in ("langevin", "sgd"):
-        results = {impl: _spawn(["--worker", impl, workload, str(n), str(steps), repeat])
+    print("| workload | dtype | implementation | traj-steps/s | x NumPy | x JAX | x roofline "
+          "| peak RSS (MiB) |")
+    print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for workload, dtype in (("langevin", "float32"), ("sgd", "float32"), ("sgd", "float64")):
+        results = {impl: _spawn(["--worker", impl, workload, str(n), str(steps), repeat, dtype])
                    for impl in impls}
         numpy_rate = results["numpy-peer"]["rate"]
         jax_rate = results.get("jax-peer", {}).get("rate")
+        roof_rate = results["roofline"]["rate"]
         for impl, r in results.items():
             x_jax = f"{r['rate'] / jax_rate:.2f}" if jax_rate else "-"
-            print(f"| {workload} | {impl} | {r['rate']:.3g} | {r['rate'] / numpy_rate:.2f} "
-                  f"| {x_jax} | {r['peak_mib']:.0f} |")
+            print(f"| {workload} | {dtype} | {impl} | {r['rate']:.3g} | "
+                  f"{r['rate'] / numpy_rate:.2f} | {x_jax} | {r['rate'] / roof_rate:.2f} "
+                  f"| {r['peak_mib']:.0f} |")
 
     short = 16
     print(f"\nPeak RSS (MiB), langevin, against trajectories and steps; the slope is "
@@ -145,7 +167,7 @@ def main():
     print(f"| implementation | N/4, {short} steps | N, {short} steps | N, {4 * short} steps "
           "| bytes / trajectory |")
     print("| --- | ---: | ---: | ---: | ---: |")
-    for impl in impls:
+    for impl in impls[:-2]:
         peaks = [_spawn(["--worker", impl, "langevin", str(nn), str(tt), "1"])["peak_mib"]
                  for nn, tt in ((n // 4, short), (n, short), (n, 4 * short))]
         slope = (peaks[1] - peaks[0]) * 2**20 / (n - n // 4)
@@ -165,7 +187,8 @@ def main():
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        _worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+        _worker(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]),
+                *sys.argv[7:8])
     elif len(sys.argv) > 1 and sys.argv[1] == "--compile-worker":
         _compile_worker(sys.argv[2])
     else:

@@ -23,10 +23,10 @@ import numba
 import numpy as np
 from numba.core.bytecode import FunctionIdentity
 
-from ._dynamics import renormaliser
+from ._dynamics import buffer_rows, random_rows, renormaliser
 from ._jit import jitable
 from ._observe import (
-    FP_ABOVE, FP_BELOW, FP_NONE, F_DIV_THRESHOLD, F_FP_LEVEL, I_COORD, I_FP_MODE,
+    COORD_NORM, FP_ABOVE, FP_BELOW, FP_NONE, F_DIV_THRESHOLD, F_FP_LEVEL, I_COORD, I_FP_MODE,
     I_FP_STOP, I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_PATH_COUNT, I_PATH_EVERY, OBSERVABLES,
     REDUCE_GROUP, TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group,
     histogram_bin, make_tracker, no_error, region, tracked_initial, tracked_layout, watched,
@@ -38,6 +38,7 @@ LANES = 64
 LANE_DIM = 1           # states up to this dimension run 64 lanes at a time
 _FOLD_HI = 2.0**500
 _FOLD_LO = 2.0**-500
+_LARGEST = float(np.finfo(np.float64).max)
 
 
 def _distinct_symbols():
@@ -69,24 +70,32 @@ def compile_cpu(kernel, name, cache):
     return numba.njit(parallel=True, error_model="numpy", cache=cache)(kernel)
 
 
-def _committer(dim, aux_size):
+def _committer(dim, aux_size, first_passage):
     @jitable(inline=True)
     def commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag, threshold, sign,
                signed_level, coord):
         """Commit lane's update if it is running (rounded to the state dtype) and flag its
         events: 2 diverged, 1 first passage, 0 none. Branch-free, so the lane loops that
-        call it vectorise."""
+        call it vectorise. ``threshold`` is finite (at most the largest float64), so
+        |x| <= threshold fails for inf and NaN too."""
         r = running[lane]
-        finite = True
-        for k in range(dim):
-            value = nxt[k, lane] if r != 0 else th[k, lane]
-            th[k, lane] = value
-            finite = finite and math.isfinite(th[k, lane])
         for k in range(aux_size):
             aux[k, lane] = nxt_aux[k, lane] if r != 0 else aux[k, lane]
-        x = watched(th, lane, coord)
-        bad = np.int64(not (finite and abs(x) <= threshold))
-        hit = unpassed[lane] * np.int64(sign * x >= signed_level)
+        if dim == 1:
+            # One coordinate: it is the watched value, or its absolute value is (the norm).
+            th[0, lane] = nxt[0, lane] if r != 0 else th[0, lane]
+            y = np.float64(th[0, lane])
+            x = abs(y) if coord == COORD_NORM else y
+            bad = np.int64(not (abs(y) <= threshold))
+        else:
+            finite = True
+            for k in range(dim):
+                value = nxt[k, lane] if r != 0 else th[k, lane]
+                th[k, lane] = value
+                finite = finite and math.isfinite(th[k, lane])
+            x = watched(th, lane, coord)
+            bad = np.int64(not (finite and abs(x) <= threshold))
+        hit = unpassed[lane] * np.int64(sign * x >= signed_level) if first_passage else 0
         f = r * (bad * 2 + hit)
         flag[lane] = f
         return f
@@ -121,7 +130,10 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                     name="sgdsim_kernel", aux_size=0, tracked=()):
     """Compile the chunk kernel of one model and dynamics rule for the CPU.
 
-    ``rule`` is the (update, tangent_map) pair of kernels._dynamics.make_rule.
+    ``rule`` is the Rule (draw, update, tangent_map, layout, random_dtype) of kernels._dynamics.make_rule.
+    A dynamics that shares Philox blocks between steps draws a group's random values in a
+    lane loop of its own at the group's first step (and at a slice's first step); one that
+    draws per step does so in the update's loop.
 
     ``split_update`` puts the update in a loop of its own, apart from the
     commit: an update that gathers from the parameter vector (a random
@@ -147,8 +159,12 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
     split = bool(split_update and not tangent)
     HIST, OCC, TS, PATHS, FP = (name in observables for name in
                                 ("histogram", "occupancy", "timeseries", "paths", "first_passage"))
-    commit = _committer(dim, aux_size)
-    update, tangent_map = rule
+    commit = _committer(dim, aux_size, FP)
+    draw, update, tangent_map, lay, rnd_dtype = rule
+    rnd_rows = random_rows(lay)
+    GROUP, PER_STEP = lay.group, lay.per_step
+    GROUPED = GROUP > 1
+    buf_rows = buffer_rows(dim, lay)
     renormalise = renormaliser(dim)
     _record = make_recorder(model)
     TRACK = len(tracked) > 0
@@ -176,7 +192,7 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
         burn_in = conf_i[I_HIST_BURN]
         thin = conf_i[I_HIST_THIN]
         coord = conf_i[I_COORD]
-        threshold = conf_f[F_DIV_THRESHOLD]
+        threshold = min(conf_f[F_DIV_THRESHOLD], _LARGEST)
         eps = p[1] if two_scale else 1.0
         # First passage as one comparison: sign * x >= sign * level (never true when off).
         mode = conf_i[I_FP_MODE] if FP else FP_NONE
@@ -189,7 +205,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
             aux = np.zeros((aux_rows, L))
             nxt_aux = np.zeros((aux_rows, L))
             v = np.zeros((dim, L))
-            buf = np.zeros((3 * dim, L))
+            buf = np.zeros((buf_rows, L))
+            rnd = np.zeros((rnd_rows, L), dtype=rnd_dtype)
             running = np.zeros(L, dtype=np.int64)
             unpassed = np.ones(L, dtype=np.int64)
             flag = np.zeros(L, dtype=np.int64)
@@ -252,6 +269,10 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                                 paths[i_first + base + lane, 0, k] = th[k, lane]
                 for t in range(t_first + 1, t_end + 1):
                     tu = np.uint64(t)
+                    q = ((t - 1) % GROUP) * PER_STEP
+                    if GROUPED and (q == 0 or t == t_first + 1):
+                        for lane in range(L):
+                            draw(rnd, lane, g0 + np.uint64(lane), tu, key_lo, key_hi, p)
                     # 1. One vectorised, branch-free loop over all lanes: the update (finished
                     #    lanes are computed and discarded), the commit of running lanes,
                     #    the event flags and the tangent product.
@@ -259,8 +280,11 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                     folds = 0
                     if split:
                         for lane in range(L):
-                            update(th, aux, nxt, nxt_aux, buf, lane, g0 + np.uint64(lane), tu,
-                                   key_lo, key_hi, p, d)
+                            g = g0 + np.uint64(lane)
+                            if not GROUPED:
+                                draw(rnd, lane, g, tu, key_lo, key_hi, p)
+                            update(th, aux, nxt, nxt_aux, buf, rnd, lane, g, tu, key_lo, key_hi, p,
+                                   d, q)
                         for lane in range(L):
                             f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
                                        threshold, sign, signed_level, coord)
@@ -268,10 +292,12 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                     elif tangent:
                         for lane in range(L):
                             g = g0 + np.uint64(lane)
-                            extra = update(th, aux, nxt, nxt_aux, buf, lane, g, tu, key_lo,
-                                           key_hi, p, d)
-                            tangent_map(th, aux, v, buf, lane, g, tu, key_lo, key_hi, p, d,
-                                        extra)
+                            if not GROUPED:
+                                draw(rnd, lane, g, tu, key_lo, key_hi, p)
+                            extra = update(th, aux, nxt, nxt_aux, buf, rnd, lane, g, tu, key_lo,
+                                           key_hi, p, d, q)
+                            tangent_map(th, aux, v, buf, rnd, lane, g, tu, key_lo, key_hi, p, d,
+                                        extra, q)
                             norm = renormalise(v, lane)
                             f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
                                        threshold, sign, signed_level, coord)
@@ -282,8 +308,11 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                             folds |= np.int64(not (_FOLD_LO <= product[lane] <= _FOLD_HI))
                     else:
                         for lane in range(L):
-                            update(th, aux, nxt, nxt_aux, buf, lane, g0 + np.uint64(lane), tu,
-                                   key_lo, key_hi, p, d)
+                            g = g0 + np.uint64(lane)
+                            if not GROUPED:
+                                draw(rnd, lane, g, tu, key_lo, key_hi, p)
+                            update(th, aux, nxt, nxt_aux, buf, rnd, lane, g, tu, key_lo, key_hi, p,
+                                   d, q)
                             f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
                                        threshold, sign, signed_level, coord)
                             events |= f

@@ -61,7 +61,7 @@ def cuda_usable():
 
 
 def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, aux_size=0,
-                     tracked=()):
+                     tracked=(), buf_rows=None, rnd_rows=1, rnd_dtype=np.float64):
     """Compile the chunk kernel (same signature as the CPU one) for CUDA.
 
     ``n_dynamics`` is the length of the dynamics parameter vector; ``tracked`` are the
@@ -75,7 +75,8 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
     two_scale = m > 0
     state_type = numba.from_dtype(np.dtype(dtype))
     aux_rows = max(aux_size, 1)      # the dynamics' auxiliary buffers (zero at the start)
-    buf_rows = 3 * dim             # local array shapes must be compile-time constants
+    buf_rows = buf_rows or 2 * dim  # local array shapes must be compile-time constants
+    rnd_type = numba.from_dtype(np.dtype(rnd_dtype))
     n_d = max(n_dynamics, 1)
     # A model that indexes its parameters at run time keeps them in global memory (a
     # local array indexed at run time would live in local memory, not registers).
@@ -127,6 +128,7 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
         nxt_aux = cuda.local.array((aux_rows, 1), numba.float64)
         v = cuda.local.array((dim, 1), numba.float64)
         buf = cuda.local.array((buf_rows, 1), numba.float64)
+        rnd = cuda.local.array((rnd_rows, 1), rnd_type)      # a group's random values
         # Loop invariants, in registers.
         dl = cuda.local.array(n_d, numba.float64)
         for k in range(n_d):
@@ -211,8 +213,8 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
         for t in range(start, last + np.int32(1)):
             contributes = running
             if t > start and running:
-                norm = step(th, aux, v, nxt, nxt_aux, buf, 0, g, np.uint64(t), key_lo, key_hi,
-                            pl if copy_p else p, dl)
+                norm = step(th, aux, v, nxt, nxt_aux, buf, rnd, 0, g, np.uint64(t), key_lo, key_hi,
+                            pl if copy_p else p, dl, t == start + np.int32(1))
                 finite = True
                 for k in range(dim):
                     th[k, 0] = nxt[k, 0]

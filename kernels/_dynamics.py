@@ -2,7 +2,7 @@
 
 ``make_step(model, name, ...)`` returns
 
-    step(th, aux, v, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d) -> growth
+    step(th, aux, v, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, fresh) -> growth
 
 which writes the next state of lane ``l`` (trajectory ``g``, uint64) after step
 ``t`` (uint64, 1-based) into ``out[k, l]`` (float64), and the next auxiliary
@@ -10,32 +10,48 @@ buffers (an optimiser's velocity or moments: ``aux_size`` rows) into
 ``out_aux``. With the tangent compiled in, it also replaces the tangent vector
 ``v`` by J v / |J v| (J = d theta_t / d theta_{t-1}, exact: the model's Hessian
 and noise derivative) and returns |J v|; without it, it returns 1. ``buf`` is
-[3 d, lanes] scratch: rows 0..d-1 the gradient, d..2d-1 H v, 2d..3d-1 the
-normals. Arrays are laid out as in kernels._models (``th[k, l]``), so the
-numpy reference calls the same function on all trajectories at once.
+[2 d, lanes] scratch: rows 0..d-1 the gradient, d..2d-1 H v; ``rnd`` [random_rows, lanes]
+holds the random values of the current group of steps (below), kept from step to step.
+``fresh`` is true on the first step a kernel runs (the group's values must be
+drawn even mid-group). Arrays are laid out as in kernels._models (``th[k, l]``),
+so the numpy reference calls the same function on all trajectories at once.
 
 Arithmetic is float64; a float32 run rounds the state after every step and
 draws its normals with the single-precision transform ``normal_pair32`` (same
-words). Random words: step ``t`` of trajectory ``g`` uses Philox blocks
-0, 1, ... of counter (block, t, g); normal k of a step is the k-th of the
-Box-Muller pairs of blocks 0, 1, ... (four a block); the B sample indices of
-SGD are words j % 4 of blocks j // 4.
+words).
+
+Counter layout (format version 2, docs/SPEC.md section 6): every word of a
+Philox block is used. A dynamics draws ``per_step`` values a step (a normal per
+coordinate; one sample index for SGD at batch size 1), and ``group`` =
+4 // per_step consecutive steps share blocks (1 when per_step > 2): steps
+t = group c + 1 .. group (c + 1) form group c, whose blocks 0, 1, ... have the
+counter (block, c + 1, g_lo, g_hi) (c + 1 = t when group = 1; counter word 1 = 0
+is the initial state's). Value j of the group is word j % 4 of block j // 4 (an
+index), or the j-th of the Box-Muller normals of the pairs (w0, w1), (w2, w3)
+of blocks 0, 1, ...; step t takes values q .. q + per_step - 1 with
+q = ((t - 1) mod group) per_step. SGD with batch size B > 1 uses blocks
+0 .. ceil(B / 4) - 1 of counter (block, t, g), sample j from word j % 4 of block j // 4.
 
 Parameter vectors ``d`` (``dynamics_params``): sgd [lr, B, 1/sqrt(B)]; gd [lr];
 langevin [dt, temperature, sqrt(temperature dt)]; two_time_scale
 [a, b, eps, noise_x, noise_y]; two_time_scale_sde [dt, eps, s, alpha,
 s sqrt(dt), eps^(1+alpha) sqrt(dt)].
 """
+import collections
+
 import numpy as np
 
 from ._jit import jitable
 from ._philox import normal_pair, normal_pair32, step_block, uniform_index
 
-__all__ = ["make_step", "make_rule", "renormaliser", "dynamics_params", "aux_size", "DYNAMICS",
+__all__ = ["make_step", "make_rule", "Rule", "Layout", "layout", "buffer_rows", "random_rows",
+           "random_dtype", "renormaliser", "dynamics_params", "aux_size", "DYNAMICS",
            "TWO_SCALE_DYNAMICS"]
 
 _inline = jitable(inline=True)
+Rule = collections.namedtuple("Rule", "draw update tangent_map layout random_dtype")
 _ZERO = np.uint64(0)
+_ONE = np.uint64(1)
 
 DYNAMICS = {
     "sgd": "theta <- theta - lr (1/B) sum_j grad l_{z_j}(theta); noise = 'gaussian': "
@@ -78,42 +94,104 @@ def aux_size(name, dim):
     return 0
 
 
-_NORMALS = {}
+class Layout:
+    """How a dynamics draws its random values (the counter layout of the module docstring).
+
+    ``kind`` is "normal", "index" (SGD at batch size 1), "batch" (SGD at B > 1, drawn
+    inside the update) or "none"; ``per_step`` values a step, ``group`` steps per group,
+    ``slots`` the random values a group holds in the buffer (4 per block).
+    """
+
+    def __init__(self, kind, per_step=0, group=1):
+        self.kind, self.per_step, self.group = kind, per_step, group
+        self.blocks = (per_step * group + 3) // 4
+        self.slots = 4 * self.blocks
+
+    def __repr__(self):
+        return f"Layout({self.kind!r}, per_step={self.per_step}, group={self.group})"
 
 
-def _normals(precision, count):
-    """fill(buf, row, l, g, t, key_lo, key_hi): buf[row + k, l] <- normal k of the step."""
-    key = (precision, count)
-    if key in _NORMALS:
-        return _NORMALS[key]
+def layout(name, noise, dim, single_sample):
+    """The random-value Layout of dynamics ``name`` on a ``dim``-dimensional state."""
+    if name == "gd":
+        return Layout("none")
+    if name == "sgd" and noise != "gaussian":
+        return Layout("index", 1, 4) if single_sample else Layout("batch")
+    # A normal per coordinate (two-time-scale states hold x and y: dim = 2 m).
+    return Layout("normal", dim, 4 // dim if dim <= 4 else 1)
+
+
+def buffer_rows(dim, lay):
+    """Rows of a step's scratch buffer: gradient, H v."""
+    return 2 * dim
+
+
+def random_rows(lay):
+    """Rows of the random values of a group of steps (``rnd``)."""
+    return max(lay.slots, 1)
+
+
+def random_dtype(precision, lay):
+    """dtype of ``rnd``: float32 normals in a float32 run (they are float32 values), so that
+    the CPU lane loop that draws them runs 16 lanes a vector on AVX-512, not 8; float64
+    otherwise (sample indices are exact in it)."""
+    return np.float32 if precision == "float32" and lay.kind == "normal" else np.float64
+
+
+def _drawer(precision, lay, dim, n_samples):
+    """draw(rnd, l, g, t, key_lo, key_hi, p): the random values of the group of step t into
+    rnd[:, l] (see the module docstring)."""
     pair = normal_pair32 if precision == "float32" else normal_pair
+    cast = random_dtype(precision, lay)
+    group, blocks = np.uint64(lay.group), lay.blocks
+    used = lay.per_step * lay.group          # values of a group that a step reads
 
-    if count == 1:
-        # One normal (every 1-D dynamics): the first of block 0's pairs, so the kernel
-        # carries one Box-Muller transform, not four.
+    if lay.kind == "normal":
         @_inline
-        def fill(buf, row, l, g, t, key_lo, key_hi):
-            w0, w1, w2, w3 = step_block(key_lo, key_hi, g, t, _ZERO)
-            z0, z1 = pair(w0, w1)
-            buf[row, l] = z0
-    else:
-        @jitable
-        def fill(buf, row, l, g, t, key_lo, key_hi):
-            for block in range((count + 3) // 4):
-                w0, w1, w2, w3 = step_block(key_lo, key_hi, g, t, np.uint64(block))
+        def draw(rnd, l, g, t, key_lo, key_hi, p):
+            c = (t - _ONE) // group + _ONE
+            for block in range(blocks):
+                w0, w1, w2, w3 = step_block(key_lo, key_hi, g, c, np.uint64(block))
                 k = 4 * block
                 z0, z1 = pair(w0, w1)
-                buf[row + k, l] = z0
-                if k + 1 < count:
-                    buf[row + k + 1, l] = z1
-                if k + 2 < count:
+                rnd[k, l] = z0
+                rnd[k + 1, l] = z1
+                if 4 * block + 2 < used:
                     z2, z3 = pair(w2, w3)
-                    buf[row + k + 2, l] = z2
-                    if k + 3 < count:
-                        buf[row + k + 3, l] = z3
+                    rnd[k + 2, l] = z2
+                    rnd[k + 3, l] = z3
+    elif lay.kind == "index":
+        @_inline
+        def draw(rnd, l, g, t, key_lo, key_hi, p):
+            c = (t - _ONE) // group + _ONE
+            n = n_samples(p)
+            w0, w1, w2, w3 = step_block(key_lo, key_hi, g, c, _ZERO)
+            rnd[0, l] = cast(uniform_index(w0, n))
+            rnd[1, l] = cast(uniform_index(w1, n))
+            rnd[2, l] = cast(uniform_index(w2, n))
+            rnd[3, l] = cast(uniform_index(w3, n))
+    else:
+        @_inline
+        def draw(rnd, l, g, t, key_lo, key_hi, p):
+            pass
+    return draw
 
-    _NORMALS[key] = fill
-    return fill
+
+def _picker(dim, lay, registers):
+    """pick(rnd, l, j): random value j of the group, as float64 (with ``registers``, a
+    select over the four constant rows of a shared block, so that a CUDA thread keeps them
+    in registers: a local array indexed at run time would live in local memory)."""
+    if registers and lay.group > 1:
+        # group > 1 only when a group uses at most the four values of one block.
+        @_inline
+        def pick(rnd, l, j):
+            v0, v1, v2, v3 = rnd[0, l], rnd[1, l], rnd[2, l], rnd[3, l]
+            return np.float64(v0 if j == 0 else (v1 if j == 1 else (v2 if j == 2 else v3)))
+    else:
+        @_inline
+        def pick(rnd, l, j):
+            return np.float64(rnd[j, l])
+    return pick
 
 
 _RENORMALISE = {}
@@ -138,7 +216,7 @@ def renormaliser(dim):
 
 
 def make_step(model, name, noise="finite_sum", precision="float64", single_sample=False,
-              tangent=False, inline=True):
+              tangent=False, inline=True, registers=False):
     """The step function of dynamics ``name`` on ``model`` (see the module docstring).
 
     A dynamics is two functions: ``update``, which writes the next state into
@@ -152,31 +230,45 @@ def make_step(model, name, noise="finite_sum", precision="float64", single_sampl
     a larger state's step is an ordinary call (IR inlining it multiplies compile times).
     """
     inline_ = jitable(inline=inline)
-    update, tangent_map = make_rule(model, name, noise, precision, single_sample, inline)
+    rule = make_rule(model, name, noise, precision, single_sample, inline, registers)
+    draw, update, tangent_map = rule.draw, rule.update, rule.tangent_map
+    group, per_step = np.uint64(rule.layout.group), rule.layout.per_step
+
     if not tangent:
         @inline_
-        def step(th, aux, v, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d):
-            update(th, aux, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d)
+        def step(th, aux, v, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, fresh):
+            sub = (t - _ONE) % group
+            if fresh or sub == _ZERO:
+                draw(rnd, l, g, t, key_lo, key_hi, p)
+            update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d,
+                   np.int64(sub) * per_step)
             return 1.0
         return step
     renormalise = renormaliser(model.dim)
 
     @inline_
-    def step(th, aux, v, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d):
-        extra = update(th, aux, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d)
-        tangent_map(th, aux, v, buf, l, g, t, key_lo, key_hi, p, d, extra)
+    def step(th, aux, v, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, fresh):
+        sub = (t - _ONE) % group
+        if fresh or sub == _ZERO:
+            draw(rnd, l, g, t, key_lo, key_hi, p)
+        q = np.int64(sub) * per_step
+        extra = update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q)
+        tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, extra, q)
         return renormalise(v, l)
 
     return step
 
 
 def make_rule(model, name, noise="finite_sum", precision="float64", single_sample=False,
-              inline=True):
-    """(update, tangent_map) of dynamics ``name`` (see ``make_step``): the rules of SPEC 4.
+              inline=True, registers=False):
+    """The Rule (draw, update, tangent_map, layout, random_dtype) of dynamics ``name`` (see ``make_step``):
+    the rules of SPEC 4.
 
-    The CPU template calls the two itself, so that each is inlined into the lane
-    loop once, without the step around them (every level of IR inlining is typed
-    anew: compile time).
+    ``draw`` puts the random values of a group of steps in the buffer; ``update`` and
+    ``tangent_map`` of step t read values q.. of it. The CPU template calls the three
+    itself, so that each is inlined into its lane loop once, without the step around
+    them (every level of IR inlining is typed anew: compile time). ``registers`` picks
+    the values by selects over constant rows (the CUDA template).
     """
     _inline = jitable(inline=inline)
     dim, m = model.dim, model.x_dim
@@ -185,12 +277,14 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
     n_samples, add_sample_grad, add_sample_hvp = model.n_samples, model.add_sample_grad, \
         model.add_sample_hvp
     f_grad, f_hvp = model.f_grad, model.f_hvp
-    fill = _normals(precision, dim)
-    G, H, Z = 0, dim, 2 * dim           # rows of buf: gradient, H v, normals
+    lay = layout(name, noise, dim, single_sample)
+    draw = _drawer(precision, lay, dim, n_samples)
+    pick = _picker(dim, lay, registers)
+    G, H = 0, dim           # rows of buf: gradient, H v
 
     if name == "gd":
         @_inline
-        def update(th, aux, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d):
+        def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
             lr = d[0]
             grad(th, l, p, buf, G)
             for k in range(dim):
@@ -198,58 +292,55 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
             return 0.0
 
         @_inline
-        def tangent_map(th, aux, v, buf, l, g, t, key_lo, key_hi, p, d, extra):
+        def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, extra, q):
             hvp(th, l, p, v, 0, buf, H)
             for k in range(dim):
                 v[k, l] = v[k, l] - d[0] * buf[H + k, l]
 
     elif name == "langevin":
         @_inline
-        def update(th, aux, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d):
+        def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
             dt = d[0]
             grad(th, l, p, buf, G)
-            fill(buf, Z, l, g, t, key_lo, key_hi)
             amplitude = d[2] * noise_std(th, l, p)          # d[2] = sqrt(temperature dt)
             for k in range(dim):
-                out[k, l] = th[k, l] - buf[G + k, l] * dt + amplitude * buf[Z + k, l]
+                out[k, l] = th[k, l] - buf[G + k, l] * dt + amplitude * pick(rnd, l, q + k)
             return amplitude
 
         @_inline
-        def tangent_map(th, aux, v, buf, l, g, t, key_lo, key_hi, p, d, amplitude):
+        def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, amplitude, q):
             # d amplitude = temperature dt (grad Sigma . v) / (2 amplitude); 0 where Sigma = 0.
             dt = d[0]
             safe = amplitude + np.float64(amplitude == 0.0)
             slope = 0.5 * d[1] * dt * noise_var_dir(th, l, p, v, 0) / safe
             hvp(th, l, p, v, 0, buf, H)
             for k in range(dim):
-                v[k, l] = v[k, l] - dt * buf[H + k, l] + slope * buf[Z + k, l]
+                v[k, l] = v[k, l] - dt * buf[H + k, l] + slope * pick(rnd, l, q + k)
 
     elif name == "sgd" and noise == "gaussian":
         @_inline
-        def update(th, aux, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d):
+        def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
             lr = d[0]
             grad(th, l, p, buf, G)
-            fill(buf, Z, l, g, t, key_lo, key_hi)
             root = noise_std(th, l, p) * d[2]               # d[2] = 1 / sqrt(B)
             for k in range(dim):
-                out[k, l] = th[k, l] - lr * (buf[G + k, l] + root * buf[Z + k, l])
+                out[k, l] = th[k, l] - lr * (buf[G + k, l] + root * pick(rnd, l, q + k))
             return root
 
         @_inline
-        def tangent_map(th, aux, v, buf, l, g, t, key_lo, key_hi, p, d, root):
+        def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, root, q):
             safe = root + np.float64(root == 0.0)
             slope = 0.5 * noise_var_dir(th, l, p, v, 0) / (d[1] * safe)
             hvp(th, l, p, v, 0, buf, H)
             for k in range(dim):
-                v[k, l] = v[k, l] - d[0] * (buf[H + k, l] + slope * buf[Z + k, l])
+                v[k, l] = v[k, l] - d[0] * (buf[H + k, l] + slope * pick(rnd, l, q + k))
 
     elif name == "sgd" and single_sample:
         @_inline
-        def update(th, aux, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d):
-            # B = 1: word 0 of block 0 picks the sample, as in the general rule below.
+        def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
+            # B = 1: the sample index drawn for this step of the group.
             lr = d[0]
-            w0, w1, w2, w3 = step_block(key_lo, key_hi, g, t, _ZERO)
-            i = np.int64(uniform_index(w0, n_samples(p)))
+            i = np.int64(pick(rnd, l, q))
             for k in range(dim):
                 buf[G + k, l] = 0.0
             add_sample_grad(th, l, p, i, 1.0, buf, G)
@@ -258,7 +349,7 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
             return i
 
         @_inline
-        def tangent_map(th, aux, v, buf, l, g, t, key_lo, key_hi, p, d, i):
+        def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, i, q):
             for k in range(dim):
                 buf[H + k, l] = 0.0
             add_sample_hvp(th, l, p, i, v, 0, 1.0, buf, H)
@@ -267,7 +358,7 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
 
     elif name == "sgd":
         @_inline
-        def update(th, aux, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d):
+        def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
             lr = d[0]
             batch = np.int64(d[1])
             n = n_samples(p)
@@ -285,7 +376,7 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
             return 0.0
 
         @_inline
-        def tangent_map(th, aux, v, buf, l, g, t, key_lo, key_hi, p, d, extra):
+        def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, extra, q):
             # The same samples as the update: the same words, drawn again.
             batch = np.int64(d[1])
             n = n_samples(p)
@@ -302,17 +393,16 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
 
     elif name == "two_time_scale":
         @_inline
-        def update(th, aux, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d):
+        def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
             a, b, eps = d[0], d[1], d[2]
             f_grad(th, l, p, eps, buf, G)
-            fill(buf, Z, l, g, t, key_lo, key_hi)
             for k in range(m):
-                out[k, l] = th[k, l] + a * (-buf[G + k, l] + d[3] * buf[Z + k, l])
-                out[m + k, l] = th[m + k, l] + b * (-buf[G + m + k, l] + d[4] * buf[Z + m + k, l])
+                out[k, l] = th[k, l] + a * (-buf[G + k, l] + d[3] * pick(rnd, l, q + k))
+                out[m + k, l] = th[m + k, l] + b * (-buf[G + m + k, l] + d[4] * pick(rnd, l, q + m + k))
             return 0.0
 
         @_inline
-        def tangent_map(th, aux, v, buf, l, g, t, key_lo, key_hi, p, d, extra):
+        def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, extra, q):
             f_hvp(th, l, p, d[2], v, 0, buf, H)
             for k in range(m):
                 v[k, l] = v[k, l] - d[0] * buf[H + k, l]
@@ -320,18 +410,17 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
 
     elif name == "two_time_scale_sde":
         @_inline
-        def update(th, aux, out, out_aux, buf, l, g, t, key_lo, key_hi, p, d):
+        def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
             dt, eps = d[0], d[1]
             f_grad(th, l, p, eps, buf, G)
-            fill(buf, Z, l, g, t, key_lo, key_hi)
             for k in range(m):
-                out[k, l] = th[k, l] - buf[G + k, l] * dt + d[4] * buf[Z + k, l]
+                out[k, l] = th[k, l] - buf[G + k, l] * dt + d[4] * pick(rnd, l, q + k)
                 out[m + k, l] = (th[m + k, l] - eps * buf[G + m + k, l] * dt
-                                 + d[5] * buf[Z + m + k, l])
+                                 + d[5] * pick(rnd, l, q + m + k))
             return 0.0
 
         @_inline
-        def tangent_map(th, aux, v, buf, l, g, t, key_lo, key_hi, p, d, extra):
+        def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, extra, q):
             dt, eps = d[0], d[1]
             f_hvp(th, l, p, eps, v, 0, buf, H)
             for k in range(m):
@@ -340,4 +429,4 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
 
     else:
         raise KeyError(name)
-    return update, tangent_map
+    return Rule(draw, update, tangent_map, lay, random_dtype(precision, lay))

@@ -19,7 +19,8 @@ import numba
 import numpy as np
 
 from ._cpu import LANE_DIM, make_cpu_kernel
-from ._dynamics import aux_size, dynamics_params, make_rule, make_step
+from ._dynamics import (aux_size, buffer_rows, dynamics_params, layout, make_rule, make_step,
+                        random_dtype, random_rows)
 from ._observe import I_HIST_BINS, I_HIST_GROUPS, OBSERVABLES, REDUCE_GROUP, tracked_layout
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
@@ -179,6 +180,7 @@ class ChunkKernel:
     user_functions: tuple = ()   # a user model's own functions, to locate compile errors
     tracked_rows: int = 0        # slots of the tracked (plug-in) observables
     aux_rows: int = 0            # the dynamics' auxiliary buffers (an optimiser's state)
+    group: int = 1               # steps that share Philox blocks (kernels._dynamics.Layout)
 
     @property
     def ts_columns(self):
@@ -369,7 +371,9 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
     plugins = tuple((obs.name, obs.digest) for obs in tracked)
     key = (backend, model.specialisation, name, noise, precision, single, observables, plugins,
            (dtype, len(model.params)) if backend == "cuda" else None)
+    lay = layout(name, noise, model.dim, single)
     if key not in _KERNELS:
+        rows = (buffer_rows(model.dim, lay), random_rows(lay), random_dtype(precision, lay))
         variant = (f"{name}|{noise}|{precision}|single={single}|"
                    f"observables={','.join(sorted(observables))}|"
                    f"tracked={','.join(f'{n}:{d}' for n, d in plugins)}")
@@ -389,17 +393,19 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
                                          aux_size(name, model.dim), tracked)
         elif backend == "cuda":
             from ._cuda import make_cuda_kernel
-            step = make_step(model, name, noise, precision, single, tangent)
+            step = make_step(model, name, noise, precision, single, tangent, registers=True)
             kernel = make_cuda_kernel(step, model, dtype, observables,
                                       len(dynamics_params(dynamics)), aux_size(name, model.dim),
-                                      tracked)
+                                      tracked, *rows)
         elif backend == "numpy":
             step = make_step(model, name, noise, precision, single, tangent)
-            kernel = make_numpy_kernel(step, model, aux_size(name, model.dim), tangent, tracked)
+            kernel = make_numpy_kernel(step, model, aux_size(name, model.dim), tangent, tracked,
+                                       *rows)
         else:
             raise ValueError(f"unknown backend {backend!r}")
         _KERNELS[key] = kernel
     return ChunkKernel(backend, _KERNELS[key], dtype, model.dim,
                        user_functions=model.user_functions,
-                       tracked_rows=tracked_layout(tracked)[0], aux_rows=aux_size(name, model.dim))
+                       tracked_rows=tracked_layout(tracked)[0], aux_rows=aux_size(name, model.dim),
+                       group=lay.group)
 

@@ -296,15 +296,43 @@ def _quad_sample_hess(x, i, p):
 _QUADRATIC = (_quad_loss, _quad_grad, _quad_hess, _quad_std, _quad_var_deriv, _quad_n_samples,
               _quad_sample_grad, _quad_sample_hess)
 
+# Up to SELECT_SAMPLES samples, h and c are padded to that many slots and a sample is
+# picked by selects over constant slots: a branch-free lane loop that vectorises, where a
+# gather from the parameter vector does not (and a CUDA thread keeps them in registers).
+SELECT_SAMPLES = 4
+
+
+@_inline
+def _select(p, offset, i):
+    """p[offset + i] for i < 4, from constant offsets only: a sum of products with 0 and 1,
+    which is exact (the parameters are finite) and works on numpy arrays of i too."""
+    return (p[offset] * np.float64(i == 0) + p[offset + 1] * np.float64(i == 1)
+            + p[offset + 2] * np.float64(i == 2) + p[offset + 3] * np.float64(i == 3))
+
+
+@_inline
+def _quad_select_grad(x, i, p):
+    return _select(p, _Q, i) * (x - _select(p, _Q + SELECT_SAMPLES, i))
+
+
+@_inline
+def _quad_select_hess(x, i, p):
+    return _select(p, _Q, i) + 0.0 * x
+
+
+_QUADRATIC_SELECT = _QUADRATIC[:6] + (_quad_select_grad, _quad_select_hess)
+
 
 def quadratic_params(curvatures, centers):
-    """Parameter vector of quadratic_finite_sum with its sample moments precomputed."""
+    """Parameter vector of quadratic_finite_sum with its sample moments precomputed (h and
+    c padded with zeros to SELECT_SAMPLES slots each where there are fewer samples)."""
     h = np.asarray(curvatures, dtype=np.float64)
     c = np.zeros_like(h) if centers is None else np.asarray(centers, dtype=np.float64)
     hc = h * c
     head = [len(h), h.mean(), hc.mean(), (hc * c).mean(), h.var(),
             (h * hc).mean() - h.mean() * hc.mean(), hc.var(), 0.0]
-    return np.concatenate([np.asarray(head, dtype=np.float64), h, c])
+    pad = np.zeros(max(SELECT_SAMPLES - len(h), 0))
+    return np.concatenate([np.asarray(head, dtype=np.float64), h, pad, c, pad])
 
 
 # --- two-time-scale models: whole-state views of f(x, w) at w = eps y ---
@@ -643,6 +671,9 @@ def builtin_model(spec, eps=None):
                              *_polynomial_functions(len(coefficients), logistic),
                              fingerprint=f"length={len(coefficients)} logistic={logistic}")
     if name == "quadratic_finite_sum":
+        if len(spec["curvatures"]) <= SELECT_SAMPLES:
+            return _scalar_model(name, quadratic_params(spec["curvatures"], spec.get("centers")),
+                                 *_QUADRATIC_SELECT, fingerprint=f"select={SELECT_SAMPLES}")
         return _scalar_model(name, quadratic_params(spec["curvatures"], spec.get("centers")),
                              *_QUADRATIC, gathers=True)
     if name in ("coupled_quadratic", "grooves"):

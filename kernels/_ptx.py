@@ -87,13 +87,21 @@ _TARGET = re.compile(r"`\(\.L_x_(\d+)\)")
 _LABEL = re.compile(r"^\.L_x_(\d+):")
 
 
-def step_loop_instructions(cubin, nvdisasm=None):
-    """SASS instructions in the body of the kernel's step loop, or None without nvdisasm.
+# The multipliers of a Philox round (0xD2511F53, 0xCD9E8D57) as nvdisasm prints them.
+_PHILOX = re.compile(r"(-0x2daee0ad|0xd2511f53|-0x326172a9|0xcd9e8d57)\b", re.IGNORECASE)
 
-    The step loop is the longest backward branch of the kernel (the time loop
-    encloses every other loop of the kernel body); the count is static: every
-    instruction between the loop's head and its backward branch, so it bounds
-    the instructions a step issues from above (branches not taken included).
+
+def step_loop_instructions(cubin, nvdisasm=None, group=1):
+    """SASS instructions of the kernel's step loop, or None without nvdisasm.
+
+    Returns (body, draw, per_step). The step loop is the longest backward branch
+    of the kernel (the time loop encloses every other loop of the kernel body);
+    ``body`` counts every instruction between the loop's head and its backward
+    branch, so it bounds the instructions a step issues from above (branches not
+    taken included). ``draw`` is the smallest forward-branch region of the loop
+    holding all its Philox rounds: the group's draw, which runs once in ``group``
+    steps (kernels._dynamics, the counter layout); ``per_step`` = body - draw +
+    draw / group, rounded.
     """
     nvdisasm = nvdisasm or find_nvdisasm()
     if nvdisasm is None:
@@ -110,12 +118,23 @@ def step_loop_instructions(cubin, nvdisasm=None):
         match = _SASS.search(line)
         if match:
             instructions.append(match.group(2))
-    longest = 0
+    head, tail = 0, -1
+    branches = []
     for index, instruction in enumerate(instructions):
         target = _TARGET.search(instruction)
-        if "BRA" in instruction and target and labels.get(target.group(1), index) < index:
-            longest = max(longest, index - labels[target.group(1)] + 1)
-    return longest
+        if "BRA" in instruction and target:
+            goal = labels.get(target.group(1), index)
+            branches.append((index, goal))
+            if goal < index and index - goal > tail - head:
+                head, tail = goal, index
+    body = tail - head + 1
+    rounds = [i for i in range(head, tail + 1) if _PHILOX.search(instructions[i])]
+    draw = 0
+    if rounds and group > 1:
+        regions = [goal - index - 1 for index, goal in branches
+                   if head <= index < rounds[0] and rounds[-1] < goal <= tail]
+        draw = min(regions, default=0)
+    return body, draw, round(body - draw + draw / group)
 
 
 class PtxasFigures(SimpleNamespace):

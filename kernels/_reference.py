@@ -42,7 +42,8 @@ def first_passage_hits(value, running, first, conf_i, conf_f):
     return np.zeros(value.shape, dtype=bool)
 
 
-def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=()):
+def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=(), buf_rows=None,
+                      rnd_rows=1, rnd_dtype=np.float64):
     """Chunk kernel with the CPU kernel's signature, in plain numpy.
 
     ``tracked`` plug-in observables run their array-form ``make_reference`` here, not
@@ -114,14 +115,16 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=()):
             track(0, running)
             paths[point_index[rows], 0, :] = th[:, rows].T
         # Diverging and stopped trajectories make inf/NaN that are masked out below.
+        buf = np.empty((buf_rows or 2 * dim, n))
+        rnd = np.empty((rnd_rows, n), dtype=rnd_dtype)      # a group's random values stay in it
         with np.errstate(all="ignore"):
             for t in range(t_first + 1, t_last + 1):
                 if not running.any():
                     break
                 nxt, nxt_aux = np.empty((dim, n)), aux.copy()
                 before = v.copy()
-                norm = step(th.astype(np.float64), aux, v, nxt, nxt_aux, np.empty((3 * dim, n)),
-                            _ALL, g, np.uint64(t), key_lo, key_hi, p, d)
+                norm = step(th.astype(np.float64), aux, v, nxt, nxt_aux, buf, rnd, _ALL, g,
+                            np.uint64(t), key_lo, key_hi, p, d, t == t_first + 1)
                 v = np.where(running, v, before)
                 th = np.where(running, nxt.astype(dtype), th)
                 aux = np.where(running, nxt_aux, aux)

@@ -5,8 +5,9 @@ a run builds it (``kernels.get_kernel``), compiled to PTX by numba-cuda for
 each requested compute capability and assembled by ``ptxas``, whose figures
 (registers, stack frame, spills, shared memory) and the theoretical occupancy
 of the launch are reported, with the SASS instructions of the step loop's body
-(``step``: a static count, read with ``nvdisasm`` when the nvidia-cuda-nvdisasm
-wheel or the CUDA toolkit provides it). A kernel is compiled per set of
+(``loop``: a static count, read with ``nvdisasm`` when the nvidia-cuda-nvdisasm
+wheel or the CUDA toolkit provides it; ``step``: the same with the Philox draw,
+which serves several steps, counted once per its group of steps). A kernel is compiled per set of
 enabled observables; each variant's experiment turns on every observable its
 model supports, the ``bench/`` variants only what the benchmark workloads
 record, and where a GPU is present each variant runs once with them on and
@@ -246,7 +247,7 @@ def _compile_one(name, experiment, cc, out_dir):
                    shared_bytes=figures.shared_bytes, block_size=REDUCE_GROUP,
                    occupancy=occupancy(cc, figures.registers, figures.shared_bytes,
                                        REDUCE_GROUP),
-                   step_sass=step_loop_instructions(figures.cubin),
+                   **_step_figures(step_loop_instructions(figures.cubin, group=kernel.group)),
                    ptx=str(path), compile_seconds=round(time.perf_counter() - start, 2),
                    ptx_seconds=round(seconds, 2))
         note = _local_memory_note(name, figures, ptx)
@@ -255,6 +256,15 @@ def _compile_one(name, experiment, cc, out_dir):
     except Exception as exc:  # reported per variant; the command exits 1 naming it
         row["error"] = _failure(name, exc, kernel)
     return row
+
+
+def _step_figures(sass):
+    """Report fields of kernels._ptx.step_loop_instructions: ``step_sass`` per step (the
+    group's draw spread over its steps), ``loop_sass`` the loop body, ``draw_sass`` the draw."""
+    if sass is None:
+        return {"step_sass": None}
+    body, draw, per_step = sass
+    return {"step_sass": per_step, "loop_sass": body, "draw_sass": draw}
 
 
 def _failure(name, exc, kernel=None):
@@ -399,7 +409,7 @@ def missing_tools():
 
 
 HEADER = (f"{'variant':<52} {'cc':>3} {'regs':>4} {'stack':>5} {'spill':>5} {'smem':>6} "
-          f"{'occ':>5} {'step':>5} {'s':>5}")
+          f"{'occ':>5} {'step':>5} {'loop':>5} {'s':>5}")
 
 
 def format_row(row):
@@ -414,7 +424,7 @@ def format_row(row):
     line = (f"{row['variant']:<52} {row['cc']:>3} {row['registers']:>4} {row['stack_bytes']:>5} "
             f"{spills:>5} {row['shared_bytes']:>6} {row['occupancy']:>5.3f} "
             f"{'-' if row.get('step_sass') is None else row['step_sass']:>5} "
-            f"{row['compile_seconds']:>5.1f}")
+            f"{row.get('loop_sass', '-'):>5} {row['compile_seconds']:>5.1f}")
     return line + (f"  ({row['note']})" if row.get("note") else "")
 
 

@@ -18,7 +18,7 @@ import h5py
 from ._config import ExperimentError, resolve_experiment
 from ._plan import make_plan, shard_range
 from ._runfile import ShardFilePiece, replacing, root_attrs, write_run
-from ._version import FORMAT
+from ._version import FORMAT, FORMAT_VERSION, other_format
 
 __all__ = ["merge_shards"]
 
@@ -51,6 +51,9 @@ def _read_shard(path):
     if _text(attrs.get("format", "")) != FORMAT:
         f.close()
         raise ExperimentError(path, None, "not an sgdsim run file")
+    if attrs.get("format_version") != FORMAT_VERSION:
+        f.close()
+        raise ExperimentError(path, "format_version", other_format(attrs.get("format_version")))
     if not bool(attrs.get("complete", False)):
         f.close()
         raise ExperimentError(path, None, "shard is incomplete (finish it with `sgdsim resume`)")

@@ -23,7 +23,7 @@ from ._mpi import run_mpi
 from ._plan import configuration, make_plan
 from ._runfile import failure_warnings
 from . import _sizing
-from ._version import FORMAT
+from ._version import FORMAT, FORMAT_VERSION, other_format
 
 __all__ = ["run_experiment", "resume_run", "merge_shards"]
 
@@ -141,11 +141,14 @@ def resume_run(path, quiet=False, checkpoint_seconds=None):
     try:
         with h5py.File(path, "r") as f:
             fmt = f.attrs.get("format")
+            version = f.attrs.get("format_version")
             has_checkpoint = "checkpoint" in f
     except OSError as exc:
         raise ExperimentError(path, None, f"not a readable HDF5 run file ({exc})") from None
     if fmt not in (FORMAT, FORMAT.encode()):
         raise ExperimentError(path, None, f"not an sgdsim run file (format = {fmt!r})")
+    if version != FORMAT_VERSION:
+        raise ExperimentError(path, "format_version", other_format(version))
     try:
         ckpt = Checkpoint.load(path, _plan_from_attrs(path))
     except KeyError as exc:

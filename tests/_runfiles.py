@@ -48,7 +48,7 @@ def write_run(path, experiment: dict, datasets: dict, group_attrs: dict | None =
     """Write a run file: root attrs per SPEC 5 (overridable), the datasets, group attributes."""
     run = experiment["run"]
     attrs = {
-        "format": "sgdsim-run", "format_version": 1, "package_version": "0.0.test",
+        "format": "sgdsim-run", "format_version": 2, "package_version": "0.0.test",
         "experiment": to_toml(experiment), "seed": int(run["seed"]), "trajectories": int(run["trajectories"]),
         "steps": int(run["steps"]), "dtype": run.get("dtype", "float64"), "backend": "numpy",
         "device": "synthetic", "rng": "philox4x32-10", "complete": True, "kernel_seconds": 0.0,

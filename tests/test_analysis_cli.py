@@ -109,7 +109,7 @@ def _bad_files(tmp_path, ou_file):
     text = tmp_path / "text.h5"
     text.write_text("not hdf5")
     files = {"missing": tmp_path / "nope.h5", "text": text}
-    for name, attr, value in (("format", "format", "other"), ("version", "format_version", 2),
+    for name, attr, value in (("format", "format", "other"), ("version", "format_version", 99),
                               ("incomplete", "complete", False)):
         path = tmp_path / f"{name}.h5"
         path.write_bytes(src.read_bytes())

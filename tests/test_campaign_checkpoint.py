@@ -30,7 +30,7 @@ def _check_output_path(path):
         return None
     with h5py.File(path, "r") as f:
         assert f.attrs["format"] == "sgdsim-run"
-        assert f.attrs["format_version"] == 1
+        assert f.attrs["format_version"] == 2
         assert "experiment" in f.attrs
         complete = bool(f.attrs["complete"])
         if not complete:

@@ -369,7 +369,7 @@ def test_info_describes_a_run_file(capsys, tmp_path):
     path = tmp_path / "run.h5"
     with h5py.File(path, "w") as handle:
         handle.attrs.update({
-            "format": "sgdsim-run", "format_version": 1, "package_version": "0.1.0",
+            "format": "sgdsim-run", "format_version": 2, "package_version": "0.1.0",
             "experiment": dumps_experiment(resolved), "seed": 0, "trajectories": 10,
             "steps": 20, "dtype": "float64", "backend": "cpu", "device": "test cpu",
             "rng": "philox4x32-10", "complete": True, "kernel_seconds": 0.5,

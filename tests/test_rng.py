@@ -177,3 +177,49 @@ def test_uniform_maps_stay_in_range(word, n):
     assert 0 <= index < n
     assert index == int(uniform_index(np.array([word], dtype=np.uint64), n)[0])
     assert 0.0 <= float(uniform01(np.uint64(word))) < 1.0
+
+
+def _group_values(seed, g, c, kind, n=None):
+    """The four values of counter word c (block 0) of trajectory g, by the documented layout
+    (docs/SPEC.md section 6), from the generator directly."""
+    key = (np.uint64(seed & 0xFFFFFFFF), np.uint64(seed >> 32))
+    words = philox4x32(np.uint64(0), np.uint64(c), g & np.uint64(0xFFFFFFFF),
+                       g >> np.uint64(32), *key, 10)
+    if kind == "index":
+        return [(w * np.uint64(n)) >> np.uint64(32) for w in words]
+    z0, z1 = normal_pair(words[0], words[1])
+    z2, z3 = normal_pair(words[2], words[3])
+    return [z0, z1, z2, z3]
+
+
+def _paths(experiment, backend):
+    from sgdsim.sim._api import run
+
+    ds = run(experiment, **{"run.backend": backend})
+    return ds["paths_theta"].values.reshape(ds["paths_theta"].shape[-3:])[..., 0]            # [trajectory, step]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_one_block_serves_four_steps_of_a_langevin_and_a_batch_one_sgd_run(backend):
+    steps, n = 11, 6
+    run = {"seed": 2**40 + 9, "trajectories": n, "steps": steps, "dtype": "float64"}
+    # L = 0 (a constant): theta_t - theta_{t-1} = sqrt(temperature dt) z_t exactly.
+    free = {"run": run, "model": {"name": "polynomial", "coefficients": [1.0], "noise_var": 1.0},
+            "dynamics": {"name": "langevin", "dt": 0.25, "temperature": 1.0},
+            "init": {"value": 0.0}, "observables": {"paths": {"count": n, "every": 1}}}
+    theta = _paths(free, backend)
+    # Three samples with centres 0, 10, 20 and curvature 1: the centre is read off a step.
+    centres = [0.0, 10.0, 20.0]
+    sgd = {"run": run, "model": {"name": "quadratic_finite_sum", "curvatures": [1.0] * 3,
+                                 "centers": centres},
+           "dynamics": {"name": "sgd", "lr": 0.5, "batch_size": 1},
+           "init": {"value": 0.0}, "observables": {"paths": {"count": n, "every": 1}}}
+    x = _paths(sgd, backend)
+    for g in range(n):
+        for t in range(1, steps + 1):
+            c, j = (t - 1) // 4 + 1, (t - 1) % 4
+            z = _group_values(run["seed"], np.uint64(g), c, "normal")[j]
+            assert theta[g, t] - theta[g, t - 1] == pytest.approx(0.5 * z, abs=1e-12)
+            i = int(_group_values(run["seed"], np.uint64(g), c, "index", 3)[j])
+            # theta_t = theta_{t-1} - lr (theta_{t-1} - c_i)
+            assert x[g, t] == pytest.approx(0.5 * x[g, t - 1] + 0.5 * centres[i], abs=1e-12)
