@@ -25,8 +25,8 @@ Philox block is used. A dynamics draws ``per_step`` values a step (a normal per
 coordinate; one sample index for SGD at batch size 1), and ``group`` =
 4 // per_step consecutive steps share blocks (1 when per_step > 2): steps
 t = group c + 1 .. group (c + 1) form group c, whose blocks 0, 1, ... have the
-counter (block, c + 1, g_lo, g_hi) (c + 1 = t when group = 1; counter word 1 = 0
-is the initial state's). Value j of the group is word j % 4 of block j // 4 (an
+counter (block, c + 1, g_lo, g_hi) (c + 1 = t when group = 1; counter word c + 1 = 0
+is left to the initial state). Value j of the group is word j % 4 of block j // 4 (an
 index), or the j-th of the Box-Muller normals of the pairs (w0, w1), (w2, w3)
 of blocks 0, 1, ...; step t takes values q .. q + per_step - 1 with
 q = ((t - 1) mod group) per_step. SGD with batch size B > 1 uses blocks
@@ -99,7 +99,7 @@ class Layout:
 
     ``kind`` is "normal", "index" (SGD at batch size 1), "batch" (SGD at B > 1, drawn
     inside the update) or "none"; ``per_step`` values a step, ``group`` steps per group,
-    ``slots`` the random values a group holds in the buffer (4 per block).
+    ``slots`` the random values a group holds in ``rnd`` (4 per block).
     """
 
     def __init__(self, kind, per_step=0, group=1):
@@ -144,7 +144,7 @@ def _drawer(precision, lay, dim, n_samples):
     pair = normal_pair32 if precision == "float32" else normal_pair
     cast = random_dtype(precision, lay)
     group, blocks = np.uint64(lay.group), lay.blocks
-    used = lay.per_step * lay.group          # values of a group that a step reads
+    used = lay.per_step * lay.group          # values of a group that its steps read
 
     if lay.kind == "normal":
         @_inline
@@ -264,7 +264,7 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
     """The Rule (draw, update, tangent_map, layout, random_dtype) of dynamics ``name`` (see ``make_step``):
     the rules of SPEC 4.
 
-    ``draw`` puts the random values of a group of steps in the buffer; ``update`` and
+    ``draw`` puts the random values of a group of steps in ``rnd``; ``update`` and
     ``tangent_map`` of step t read values q.. of it. The CPU template calls the three
     itself, so that each is inlined into its lane loop once, without the step around
     them (every level of IR inlining is typed anew: compile time). ``registers`` picks
