@@ -25,6 +25,8 @@ from ._summary import format_table, regimes_summary, replicate_groups, steady_st
 from ._theory import (
     StationaryDensity,
     TheoryUnavailable,
+    heavy_ball_stability_boundary,
+    heavy_ball_stationary_moments,
     langevin_mfpt,
     model_functions,
     point_theory,
@@ -86,6 +88,8 @@ __all__ = [
     "first_passage",
     "fit_steady_state",
     "format_table",
+    "heavy_ball_stability_boundary",
+    "heavy_ball_stationary_moments",
     "summary",
     "to_dataset",
     "langevin_mfpt",

@@ -430,15 +430,7 @@ def sgd_stationary_moments(model: dict, lr: float, batch_size: int = 1) -> dict:
     the same mean), so the result applies to both. mean is None if |E A| >= 1; var is inf if
     E A^2 >= 1 (the second moment grows without bound).
     """
-    if model.get("name") != "quadratic_finite_sum":
-        raise TheoryUnavailable("exact stationary moments only for quadratic_finite_sum")
-    h, c = finite_sum_samples(model)
-    g = h * c
-    b_size = float(batch_size)
-    mu_h, mu_g = h.mean(), g.mean()
-    e_h2 = mu_h ** 2 + h.var() / b_size
-    e_g2 = mu_g ** 2 + g.var() / b_size
-    e_hg = mu_h * mu_g + ((h - mu_h) * (g - mu_g)).mean() / b_size
+    mu_h, mu_g, e_h2, e_g2, e_hg = _batch_moments(model, batch_size)
     e_a = 1.0 - lr * mu_h
     e_a2 = 1.0 - 2.0 * lr * mu_h + lr * lr * e_h2
     e_b = lr * mu_g
@@ -451,6 +443,81 @@ def sgd_stationary_moments(model: dict, lr: float, batch_size: int = 1) -> dict:
         return {"mean": float(mean), "var": math.inf}
     second = (e_b2 + 2.0 * mean * e_ab) / (1.0 - e_a2)
     return {"mean": float(mean), "var": float(max(second - mean * mean, 0.0))}
+
+
+def _batch_moments(model, batch_size):
+    """(E hbar, E gbar, E hbar^2, E gbar^2, E hbar gbar) of a minibatch of quadratic_finite_sum
+    (B samples with replacement; hbar, gbar the batch means of h_i and h_i c_i)."""
+    if model.get("name") != "quadratic_finite_sum":
+        raise TheoryUnavailable("exact stationary moments only for quadratic_finite_sum")
+    h, c = finite_sum_samples(model)
+    g = h * c
+    b_size = float(batch_size)
+    mu_h, mu_g = h.mean(), g.mean()
+    return (mu_h, mu_g, mu_h ** 2 + h.var() / b_size, mu_g ** 2 + g.var() / b_size,
+            mu_h * mu_g + ((h - mu_h) * (g - mu_g)).mean() / b_size)
+
+
+def heavy_ball_stationary_moments(model: dict, lr: float, momentum: float = 0.0,
+                                  batch_size: int = 1, nesterov: bool = False,
+                                  weight_decay: float = 0.0) -> dict:
+    """Exact stationary mean and variance of SGD with momentum (PyTorch's heavy ball) on
+    quadratic_finite_sum.
+
+    With g = hbar theta - gbar + wd theta (a = hbar + wd) the step is
+    v <- mu v + g, theta <- theta - lr (k g + q v) with (k, q) = (1, mu), or (1 + mu, mu^2)
+    with Nesterov. The pair x = (theta, v) follows x <- A x + b with A = A0 + hbar A1 and
+    b = gbar b1, i.i.d. over steps and independent of x, so its moments close:
+
+        m = (I - E A)^-1 E b,
+        S = E[A S A^T] + E[A m b^T] + E[b m^T A^T] + E[b b^T],
+
+    a linear system for S (``E[A (x) A]`` acts on vec S). Returns ``mean``, ``var`` (of theta),
+    ``mean_radius`` (spectral radius of E A: the mean converges iff < 1) and ``radius``
+    (spectral radius of E[A (x) A]: mean-square stable iff < 1); mean is None and var inf
+    where they fail. Momentum 0 gives ``sgd_stationary_moments``.
+    """
+    mu_h, mu_g, e_h2, e_g2, e_hg = _batch_moments(model, batch_size)
+    mu, wd = float(momentum), float(weight_decay)
+    k, q = (1.0 + mu, mu * mu) if nesterov else (1.0, mu)
+    a0 = np.array([[1.0 - lr * k * wd, -lr * q], [wd, mu]])
+    a1 = np.array([[-lr * k, 0.0], [1.0, 0.0]])
+    b1 = np.array([lr * k, -1.0])
+    e_a = a0 + mu_h * a1
+    second = (np.kron(a0, a0) + mu_h * (np.kron(a0, a1) + np.kron(a1, a0))
+              + e_h2 * np.kron(a1, a1))
+    mean_radius = float(np.abs(np.linalg.eigvals(e_a)).max())
+    radius = float(np.abs(np.linalg.eigvals(second)).max())
+    out = {"mean": None, "var": math.inf, "mean_radius": mean_radius, "radius": radius}
+    if mean_radius >= 1.0:
+        out["var"] = None
+        return out
+    m = np.linalg.solve(np.eye(2) - e_a, mu_g * b1)
+    out["mean"] = float(m[0])
+    if radius >= 1.0:
+        return out
+    cross = np.outer(mu_g * (a0 @ m) + e_hg * (a1 @ m), b1)
+    rhs = cross + cross.T + e_g2 * np.outer(b1, b1)
+    s = np.linalg.solve(np.eye(4) - second, rhs.reshape(-1)).reshape(2, 2)
+    out["var"] = float(max(s[0, 0] - m[0] * m[0], 0.0))
+    return out
+
+
+def heavy_ball_stability_boundary(model: dict, momentum: float = 0.0, batch_size: int = 1,
+                                  nesterov: bool = False, weight_decay: float = 0.0) -> float:
+    """The smallest lr at which heavy-ball SGD on quadratic_finite_sum loses mean-square
+    stability (the spectral radius of E[A (x) A] of ``heavy_ball_stationary_moments``
+    reaches 1), found by doubling from a stable lr and bisecting to relative 1e-12."""
+    def radius(lr):
+        return heavy_ball_stationary_moments(model, lr, momentum, batch_size, nesterov,
+                                             weight_decay)["radius"]
+
+    lo, hi = 0.0, 1e-6
+    while radius(hi) < 1.0:
+        lo, hi = hi, 2.0 * hi
+        if hi > 1e12:
+            return math.inf
+    return float(optimize.brentq(lambda lr: radius(lr) - 1.0, lo, hi, xtol=1e-14, rtol=1e-12))
 
 
 def _get(table, key, default=None):
@@ -516,6 +583,8 @@ def point_theory(params: dict, histogram: dict | None = None) -> dict:
         batch = int(_get(dynamics, "batch_size", 1))
         if kind == "sgd":
             noise = _get(dynamics, "noise", "finite_sum")
+            if noise == "none":
+                batch = math.inf          # the full gradient: a batch without variance
             if "lyapunov" in observables:
                 def lyap_sgd():
                     if noise != "finite_sum":
@@ -525,11 +594,18 @@ def point_theory(params: dict, histogram: dict | None = None) -> dict:
                 attempt("lyapunov", lyap_sgd)
 
             def moments():
-                m = sgd_stationary_moments(model, lr, batch)
+                heavy = [dynamics.get(key) for key in ("momentum", "nesterov", "weight_decay")]
+                if any(value is not None for value in heavy):
+                    m = heavy_ball_stationary_moments(
+                        model, lr, float(heavy[0] or 0.0), batch, bool(heavy[1]),
+                        float(heavy[2] or 0.0))
+                    out["mean_square_radius"] = m["radius"]
+                else:
+                    m = sgd_stationary_moments(model, lr, batch)
                 out["stationary_mean"], out["stationary_var"] = m["mean"], m["var"]
 
             attempt("stationary", moments)
-            if "first_passage" in observables:
+            if "first_passage" in observables and noise != "none":
                 attempt("first_passage", lambda: _mfpt_entries(out, model, params, lr / batch, time_per_step=lr,
                                                                prefix="first_passage_sde"))
         else:

@@ -16,6 +16,9 @@ __all__ = ["to_dataset", "write_dataset", "DIMENSIONS"]
 # Dimension names of the datasets whose layout SPEC 5 and 7 fix.
 DIMENSIONS = {
     "final/theta": ("point", "trajectory", "coordinate"),
+    "final/momentum": ("point", "trajectory", "coordinate"),
+    "final/adam_m": ("point", "trajectory", "coordinate"),
+    "final/adam_v": ("point", "trajectory", "coordinate"),
     "histogram/counts": ("point", "coordinate", "bin"),
     "histogram/batch_counts": ("point", "batch", "coordinate", "bin"),
     "histogram/outside": ("point", "coordinate", "side"),

@@ -32,7 +32,17 @@ of blocks 0, 1, ...; step t takes values q .. q + per_step - 1 with
 q = ((t - 1) mod group) per_step. SGD with batch size B > 1 uses blocks
 0 .. ceil(B / 4) - 1 of counter (block, t, g), sample j from word j % 4 of block j // 4.
 
-Parameter vectors ``d`` (``dynamics_params``): sgd [lr, B, 1/sqrt(B)]; gd [lr];
+Optimisers (``optimiser``): sgd, adam and adamw share SGD's gradient estimate
+(a finite-sum minibatch, ``noise = "gaussian"``, or the full gradient with
+``noise = "none"``) and then take PyTorch's step. Plain SGD keeps no buffer; SGD
+given momentum, nesterov or weight_decay keeps its velocity (``aux`` rows 0..d-1);
+adam and adamw keep their moments m and v (rows 0..d-1 and d..2d-1). The buffers
+start at zero, are float64 in every run, and have no tangent (the Lyapunov
+observable is refused with them).
+
+Parameter vectors ``d`` (``dynamics_params``): sgd [lr, B, 1/sqrt(B), momentum,
+weight_decay, nesterov]; adam, adamw [lr, B, 1/sqrt(B), beta1, beta2, eps,
+weight_decay]; gd [lr];
 langevin [dt, temperature, sqrt(temperature dt)]; two_time_scale
 [a, b, eps, noise_x, noise_y]; two_time_scale_sde [dt, eps, s, alpha,
 s sqrt(dt), eps^(1+alpha) sqrt(dt)].
@@ -45,8 +55,8 @@ from ._jit import jitable
 from ._philox import normal_pair, normal_pair32, step_block, uniform_index
 
 __all__ = ["make_step", "make_rule", "Rule", "Layout", "layout", "buffer_rows", "random_rows",
-           "random_dtype", "renormaliser", "dynamics_params", "aux_size", "DYNAMICS",
-           "TWO_SCALE_DYNAMICS"]
+           "random_dtype", "renormaliser", "dynamics_params", "aux_size", "optimiser", "DYNAMICS",
+           "TWO_SCALE_DYNAMICS", "SGD_FAMILY", "BUFFERS"]
 
 _inline = jitable(inline=True)
 Rule = collections.namedtuple("Rule", "draw update tangent_map layout random_dtype")
@@ -63,15 +73,35 @@ DYNAMICS = {
     "two_time_scale_sde": "Euler-Maruyama for dx = -grad_x f dt + s dW, "
                           "dy = -eps grad_w f dt + eps^(1+alpha) dB",
 }
+DYNAMICS.update({
+    "adam": "m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, "
+            "theta <- theta - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), g = SGD's "
+            "estimate + weight_decay theta",
+    "adamw": "theta <- theta (1 - lr weight_decay), then adam's step without weight decay in g",
+})
 TWO_SCALE_DYNAMICS = ("two_time_scale", "two_time_scale_sde")
+# Dynamics with SGD's gradient estimate (batch_size, noise), each an optimiser's step.
+SGD_FAMILY = ("sgd", "adam", "adamw")
+# The run-file datasets (/final/NAME) of an optimiser's buffers, by kind: (NAME, b) each,
+# the buffer in aux rows b d .. (b + 1) d - 1.
+BUFFERS = {"momentum": (("momentum", 0),), "adam": (("adam_m", 0), ("adam_v", 1)),
+           "adamw": (("adam_m", 0), ("adam_v", 1))}
+_HEAVY_BALL_KEYS = ("momentum", "nesterov", "weight_decay")
 
 
 def dynamics_params(spec):
     """Parameter vector ``d`` for a resolved ``[dynamics]`` table."""
     name = spec["name"]
-    if name == "sgd":
+    if name in SGD_FAMILY:
         batch = spec.get("batch_size", 1)
-        return np.array([spec["lr"], batch, 1.0 / np.sqrt(batch)], dtype=np.float64)
+        head = [spec["lr"], batch, 1.0 / np.sqrt(batch)]
+        if name == "sgd":
+            tail = [spec.get("momentum") or 0.0, spec.get("weight_decay") or 0.0,
+                    float(bool(spec.get("nesterov")))]
+        else:
+            tail = [spec.get("beta1", 0.9), spec.get("beta2", 0.999), spec.get("eps", 1e-8),
+                    spec.get("weight_decay", 0.0)]
+        return np.array(head + tail, dtype=np.float64)
     if name == "gd":
         return np.array([spec["lr"]], dtype=np.float64)
     if name == "langevin":
@@ -89,9 +119,20 @@ def dynamics_params(spec):
     raise KeyError(name)
 
 
-def aux_size(name, dim):
-    """Rows of auxiliary state (beyond theta) that dynamics ``name`` keeps per trajectory."""
-    return 0
+def optimiser(spec):
+    """The optimiser kind of a resolved ``[dynamics]`` table: "plain" (SGD, no buffer),
+    "momentum" (SGD given any of momentum, nesterov, weight_decay: a velocity buffer,
+    also at momentum 0), "adam", "adamw", or None (not of the SGD family)."""
+    name = spec["name"]
+    if name == "sgd":
+        given = any(spec.get(key) is not None for key in _HEAVY_BALL_KEYS)
+        return "momentum" if given else "plain"
+    return name if name in SGD_FAMILY else None
+
+
+def aux_size(kind, dim):
+    """Rows of auxiliary state (beyond theta) that optimiser ``kind`` keeps per trajectory."""
+    return {"momentum": dim, "adam": 2 * dim, "adamw": 2 * dim}.get(kind, 0)
 
 
 class Layout:
@@ -113,9 +154,9 @@ class Layout:
 
 def layout(name, noise, dim, single_sample):
     """The random-value Layout of dynamics ``name`` on a ``dim``-dimensional state."""
-    if name == "gd":
+    if name == "gd" or (name in SGD_FAMILY and noise == "none"):
         return Layout("none")
-    if name == "sgd" and noise != "gaussian":
+    if name in SGD_FAMILY and noise != "gaussian":
         return Layout("index", 1, 4) if single_sample else Layout("batch")
     # A normal per coordinate (two-time-scale states hold x and y: dim = 2 m).
     return Layout("normal", dim, 4 // dim if dim <= 4 else 1)
@@ -216,7 +257,7 @@ def renormaliser(dim):
 
 
 def make_step(model, name, noise="finite_sum", precision="float64", single_sample=False,
-              tangent=False, inline=True, registers=False):
+              tangent=False, inline=True, registers=False, kind="plain"):
     """The step function of dynamics ``name`` on ``model`` (see the module docstring).
 
     A dynamics is two functions: ``update``, which writes the next state into
@@ -230,7 +271,9 @@ def make_step(model, name, noise="finite_sum", precision="float64", single_sampl
     a larger state's step is an ordinary call (IR inlining it multiplies compile times).
     """
     inline_ = jitable(inline=inline)
-    rule = make_rule(model, name, noise, precision, single_sample, inline, registers)
+    if tangent and aux_size(kind, model.dim):
+        raise ValueError(f"no tangent map for the buffers of optimiser {kind!r}")
+    rule = make_rule(model, name, noise, precision, single_sample, inline, registers, kind)
     draw, update, tangent_map = rule.draw, rule.update, rule.tangent_map
     group, per_step = np.uint64(rule.layout.group), rule.layout.per_step
 
@@ -260,7 +303,7 @@ def make_step(model, name, noise="finite_sum", precision="float64", single_sampl
 
 
 def make_rule(model, name, noise="finite_sum", precision="float64", single_sample=False,
-              inline=True, registers=False):
+              inline=True, registers=False, kind="plain"):
     """The Rule (draw, update, tangent_map, layout, random_dtype) of dynamics ``name`` (see ``make_step``):
     the rules of SPEC 4.
 
@@ -268,17 +311,16 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
     ``tangent_map`` of step t read values q.. of it. The CPU template calls the three
     itself, so that each is inlined into its lane loop once, without the step around
     them (every level of IR inlining is typed anew: compile time). ``registers`` picks
-    the values by selects over constant rows (the CUDA template).
+    the values by selects over constant rows (the CUDA template). ``kind`` is the
+    optimiser of the SGD family (``optimiser``).
     """
     _inline = jitable(inline=inline)
     dim, m = model.dim, model.x_dim
     grad, hvp, noise_std, noise_var_dir = model.grad, model.hvp, model.noise_std, \
         model.noise_var_dir
-    n_samples, add_sample_grad, add_sample_hvp = model.n_samples, model.add_sample_grad, \
-        model.add_sample_hvp
     f_grad, f_hvp = model.f_grad, model.f_hvp
     lay = layout(name, noise, dim, single_sample)
-    draw = _drawer(precision, lay, dim, n_samples)
+    draw = _drawer(precision, lay, dim, model.n_samples)
     pick = _picker(dim, lay, registers)
     G, H = 0, dim           # rows of buf: gradient, H v
 
@@ -317,77 +359,21 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
             for k in range(dim):
                 v[k, l] = v[k, l] - dt * buf[H + k, l] + slope * pick(rnd, l, q + k)
 
-    elif name == "sgd" and noise == "gaussian":
+    elif name in SGD_FAMILY:
+        estimate, estimate_tangent = _estimator(model, noise, single_sample, lay, pick,
+                                                _inline)
+        apply = _optimiser_step(kind, dim, _inline)
+
         @_inline
         def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
-            lr = d[0]
-            grad(th, l, p, buf, G)
-            root = noise_std(th, l, p) * d[2]               # d[2] = 1 / sqrt(B)
-            for k in range(dim):
-                out[k, l] = th[k, l] - lr * (buf[G + k, l] + root * pick(rnd, l, q + k))
-            return root
-
-        @_inline
-        def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, root, q):
-            safe = root + np.float64(root == 0.0)
-            slope = 0.5 * noise_var_dir(th, l, p, v, 0) / (d[1] * safe)
-            hvp(th, l, p, v, 0, buf, H)
-            for k in range(dim):
-                v[k, l] = v[k, l] - d[0] * (buf[H + k, l] + slope * pick(rnd, l, q + k))
-
-    elif name == "sgd" and single_sample:
-        @_inline
-        def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
-            # B = 1: the sample index drawn for this step of the group.
-            lr = d[0]
-            i = np.int64(pick(rnd, l, q))
-            for k in range(dim):
-                buf[G + k, l] = 0.0
-            add_sample_grad(th, l, p, i, 1.0, buf, G)
-            for k in range(dim):
-                out[k, l] = th[k, l] - lr * buf[G + k, l]
-            return i
-
-        @_inline
-        def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, i, q):
-            for k in range(dim):
-                buf[H + k, l] = 0.0
-            add_sample_hvp(th, l, p, i, v, 0, 1.0, buf, H)
-            for k in range(dim):
-                v[k, l] = v[k, l] - d[0] * buf[H + k, l]
-
-    elif name == "sgd":
-        @_inline
-        def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
-            lr = d[0]
-            batch = np.int64(d[1])
-            n = n_samples(p)
-            for k in range(dim):
-                buf[G + k, l] = 0.0
-            # Sample j of the batch uses word j % 4 of Philox block j // 4.
-            for block in range((batch + 3) // 4):
-                words = step_block(key_lo, key_hi, g, t, np.uint64(block))
-                for j in range(4):
-                    if 4 * block + j < batch:
-                        i = np.int64(uniform_index(words[j], n))
-                        add_sample_grad(th, l, p, i, 1.0 / batch, buf, G)
-            for k in range(dim):
-                out[k, l] = th[k, l] - lr * buf[G + k, l]
-            return 0.0
+            extra = estimate(th, buf, rnd, l, g, t, key_lo, key_hi, p, d, q)
+            apply(th, aux, out, out_aux, buf, l, t, d)
+            return extra
 
         @_inline
         def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, extra, q):
-            # The same samples as the update: the same words, drawn again.
-            batch = np.int64(d[1])
-            n = n_samples(p)
-            for k in range(dim):
-                buf[H + k, l] = 0.0
-            for block in range((batch + 3) // 4):
-                words = step_block(key_lo, key_hi, g, t, np.uint64(block))
-                for j in range(4):
-                    if 4 * block + j < batch:
-                        i = np.int64(uniform_index(words[j], n))
-                        add_sample_hvp(th, l, p, i, v, 0, 1.0 / batch, buf, H)
+            # Plain SGD only (the buffers have no tangent): v <- v - lr (J_g v).
+            estimate_tangent(th, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, extra, q)
             for k in range(dim):
                 v[k, l] = v[k, l] - d[0] * buf[H + k, l]
 
@@ -430,3 +416,148 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
     else:
         raise KeyError(name)
     return Rule(draw, update, tangent_map, lay, random_dtype(precision, lay))
+
+
+def _estimator(model, noise, single_sample, lay, pick, inline):
+    """SGD's gradient estimate g, written into buf rows 0..d-1 (and returning what its
+    tangent needs), and that tangent: J_g v into rows d..2d-1 with the same draws.
+
+    ``noise`` "finite_sum": (1/B) sum_j grad l_{z_j} (B = 1: the index drawn for the
+    step); "gaussian": grad L + sqrt(Sigma / B) xi; "none": grad L.
+    """
+    dim = model.dim
+    grad, hvp, noise_std, noise_var_dir = model.grad, model.hvp, model.noise_std, \
+        model.noise_var_dir
+    n_samples, add_sample_grad, add_sample_hvp = model.n_samples, model.add_sample_grad, \
+        model.add_sample_hvp
+    G, H = 0, dim
+
+    if noise == "none":
+        @inline
+        def estimate(th, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
+            grad(th, l, p, buf, G)
+            return 0.0
+
+        @inline
+        def estimate_tangent(th, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, extra, q):
+            hvp(th, l, p, v, 0, buf, H)
+
+    elif noise == "gaussian":
+        @inline
+        def estimate(th, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
+            grad(th, l, p, buf, G)
+            root = noise_std(th, l, p) * d[2]               # d[2] = 1 / sqrt(B)
+            for k in range(dim):
+                buf[G + k, l] = buf[G + k, l] + root * pick(rnd, l, q + k)
+            return root
+
+        @inline
+        def estimate_tangent(th, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, root, q):
+            safe = root + np.float64(root == 0.0)
+            slope = 0.5 * noise_var_dir(th, l, p, v, 0) / (d[1] * safe)
+            hvp(th, l, p, v, 0, buf, H)
+            for k in range(dim):
+                buf[H + k, l] = buf[H + k, l] + slope * pick(rnd, l, q + k)
+
+    elif single_sample:
+        @inline
+        def estimate(th, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
+            # B = 1: the sample index drawn for this step of the group.
+            i = np.int64(pick(rnd, l, q))
+            for k in range(dim):
+                buf[G + k, l] = 0.0
+            add_sample_grad(th, l, p, i, 1.0, buf, G)
+            return i
+
+        @inline
+        def estimate_tangent(th, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, i, q):
+            for k in range(dim):
+                buf[H + k, l] = 0.0
+            add_sample_hvp(th, l, p, i, v, 0, 1.0, buf, H)
+
+    else:
+        @inline
+        def estimate(th, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
+            batch = np.int64(d[1])
+            n = n_samples(p)
+            for k in range(dim):
+                buf[G + k, l] = 0.0
+            # Sample j of the batch uses word j % 4 of Philox block j // 4.
+            for block in range((batch + 3) // 4):
+                words = step_block(key_lo, key_hi, g, t, np.uint64(block))
+                for j in range(4):
+                    if 4 * block + j < batch:
+                        i = np.int64(uniform_index(words[j], n))
+                        add_sample_grad(th, l, p, i, 1.0 / batch, buf, G)
+            return 0.0
+
+        @inline
+        def estimate_tangent(th, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, extra, q):
+            # The same samples as the update: the same words, drawn again.
+            batch = np.int64(d[1])
+            n = n_samples(p)
+            for k in range(dim):
+                buf[H + k, l] = 0.0
+            for block in range((batch + 3) // 4):
+                words = step_block(key_lo, key_hi, g, t, np.uint64(block))
+                for j in range(4):
+                    if 4 * block + j < batch:
+                        i = np.int64(uniform_index(words[j], n))
+                        add_sample_hvp(th, l, p, i, v, 0, 1.0 / batch, buf, H)
+
+    return estimate, estimate_tangent
+
+
+def _optimiser_step(kind, dim, inline):
+    """apply(th, aux, out, out_aux, buf, l, t, d): the optimiser's step from the gradient
+    estimate g in buf rows 0..d-1, in PyTorch's conventions (torch.optim.SGD, Adam, AdamW
+    with their defaults otherwise: no dampening, no amsgrad, no maximize).
+
+    momentum: g <- g + wd theta; v <- mu v + g (v starts at 0, so v_1 = g as in PyTorch);
+    theta <- theta - lr (g + mu v) with Nesterov, theta - lr v without.
+    adam: g <- g + wd theta; adamw: theta <- theta (1 - lr wd) first. Then
+    m <- b1 m + (1 - b1) g; v <- b2 v + (1 - b2) g^2;
+    theta <- theta - (lr / (1 - b1^t)) m / (sqrt(v) / sqrt(1 - b2^t) + eps),
+    PyTorch's order of operations (its step count is sgdsim's t).
+    """
+    G = 0
+    if kind == "plain":
+        @inline
+        def apply(th, aux, out, out_aux, buf, l, t, d):
+            lr = d[0]
+            for k in range(dim):
+                out[k, l] = th[k, l] - lr * buf[G + k, l]
+    elif kind == "momentum":
+        @inline
+        def apply(th, aux, out, out_aux, buf, l, t, d):
+            lr, mu, decay, nesterov = d[0], d[3], d[4], d[5] != 0.0
+            for k in range(dim):
+                x = th[k, l]
+                grad = buf[G + k, l] + decay * x
+                velocity = mu * aux[k, l] + grad
+                out_aux[k, l] = velocity
+                out[k, l] = x - lr * ((grad + mu * velocity) if nesterov else velocity)
+    elif kind in ("adam", "adamw"):
+        decoupled = kind == "adamw"
+
+        @inline
+        def apply(th, aux, out, out_aux, buf, l, t, d):
+            lr, beta1, beta2, eps, decay = d[0], d[3], d[4], d[5], d[6]
+            step = np.float64(t)
+            size = lr / (1.0 - beta1 ** step)
+            root = np.sqrt(1.0 - beta2 ** step)
+            for k in range(dim):
+                x = th[k, l]
+                if decoupled:
+                    x = x * (1.0 - lr * decay)
+                    grad = buf[G + k, l]
+                else:
+                    grad = buf[G + k, l] + decay * x
+                m = beta1 * aux[k, l] + (1.0 - beta1) * grad
+                v = beta2 * aux[dim + k, l] + (1.0 - beta2) * grad * grad
+                out_aux[k, l] = m
+                out_aux[dim + k, l] = v
+                out[k, l] = x - size * m / (np.sqrt(v) / root + eps)
+    else:
+        raise KeyError(kind)
+    return apply

@@ -19,8 +19,8 @@ import numba
 import numpy as np
 
 from ._cpu import LANE_DIM, make_cpu_kernel
-from ._dynamics import (aux_size, buffer_rows, dynamics_params, layout, make_rule, make_step,
-                        random_dtype, random_rows)
+from ._dynamics import (SGD_FAMILY, aux_size, buffer_rows, dynamics_params, layout, make_rule,
+                        make_step, optimiser, random_dtype, random_rows)
 from ._observe import I_HIST_BINS, I_HIST_GROUPS, OBSERVABLES, REDUCE_GROUP, tracked_layout
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
@@ -352,7 +352,8 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
     """The chunk kernel for a model, a resolved ``[dynamics]`` table and a dtype.
 
     One kernel is compiled per (model functions, dynamics, noise kind, state
-    dtype, for sgd whether B = 1, and the set of ``observables`` compiled in:
+    dtype, for the SGD family whether B = 1 and its optimiser, and the set of
+    ``observables`` compiled in:
     names as in kernels._observe.OBSERVABLES, the Lyapunov tangent with
     "lyapunov"); parameters are arguments, so sweeps reuse it. CPU kernels are
     cached on disk across runs (see ``cache_dir``). ``tracked`` are the plug-in
@@ -364,48 +365,50 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
     name = dynamics["name"]
     noise = dynamics.get("noise", "finite_sum")
     precision = "float32" if dtype == np.float32 else "float64"
-    single = name == "sgd" and dynamics.get("batch_size", 1) == 1
+    single = name in SGD_FAMILY and dynamics.get("batch_size", 1) == 1
+    kind = optimiser(dynamics) or "plain"
+    aux = aux_size(kind, model.dim)
     observables = frozenset(observables) & OBSERVABLES
     tangent = "lyapunov" in observables
     tracked = tuple(tracked)
     plugins = tuple((obs.name, obs.digest) for obs in tracked)
-    key = (backend, model.specialisation, name, noise, precision, single, observables, plugins,
+    key = (backend, model.specialisation, name, kind, noise, precision, single, observables,
+           plugins,
            (dtype, len(model.params)) if backend == "cuda" else None)
     lay = layout(name, noise, model.dim, single)
     if key not in _KERNELS:
         rows = (buffer_rows(model.dim, lay), random_rows(lay), random_dtype(precision, lay))
-        variant = (f"{name}|{noise}|{precision}|single={single}|"
+        variant = (f"{name}|{kind}|{noise}|{precision}|single={single}|"
                    f"observables={','.join(sorted(observables))}|"
                    f"tracked={','.join(f'{n}:{d}' for n, d in plugins)}")
         if backend == "cpu":
             rule = make_rule(model, name, noise, precision, single,
-                             inline=model.dim <= LANE_DIM)
-            split = model.gathers and name == "sgd" and noise == "finite_sum" and not tangent
+                             inline=model.dim <= LANE_DIM, kind=kind)
+            split = model.gathers and name in SGD_FAMILY and noise == "finite_sum" and not tangent
             folder = cache_dir(model, variant) if cache else None
             kernel_name = _kernel_name(model, variant)
             if folder is not None:
                 os.makedirs(folder, exist_ok=True)
                 with _numba_cache_dir(folder):
                     kernel = make_cpu_kernel(rule, model, True, split, observables, kernel_name,
-                                             aux_size(name, model.dim), tracked)
+                                             aux, tracked)
             else:
                 kernel = make_cpu_kernel(rule, model, False, split, observables, kernel_name,
-                                         aux_size(name, model.dim), tracked)
+                                         aux, tracked)
         elif backend == "cuda":
             from ._cuda import make_cuda_kernel
-            step = make_step(model, name, noise, precision, single, tangent, registers=True)
+            step = make_step(model, name, noise, precision, single, tangent, registers=True,
+                             kind=kind)
             kernel = make_cuda_kernel(step, model, dtype, observables,
-                                      len(dynamics_params(dynamics)), aux_size(name, model.dim),
-                                      tracked, *rows)
+                                      len(dynamics_params(dynamics)), aux, tracked, *rows)
         elif backend == "numpy":
-            step = make_step(model, name, noise, precision, single, tangent)
-            kernel = make_numpy_kernel(step, model, aux_size(name, model.dim), tangent, tracked,
-                                       *rows)
+            step = make_step(model, name, noise, precision, single, tangent, kind=kind)
+            kernel = make_numpy_kernel(step, model, aux, tangent, tracked, *rows)
         else:
             raise ValueError(f"unknown backend {backend!r}")
         _KERNELS[key] = kernel
     return ChunkKernel(backend, _KERNELS[key], dtype, model.dim,
                        user_functions=model.user_functions,
-                       tracked_rows=tracked_layout(tracked)[0], aux_rows=aux_size(name, model.dim),
+                       tracked_rows=tracked_layout(tracked)[0], aux_rows=aux,
                        group=lay.group)
 

@@ -207,6 +207,7 @@ class _Resolver:
         observables = self.observables(raw.get("observables", {}), run)
         sweep = self.sweep(sweep, {"model": model, "dynamics": dynamics, "init": init})
         self.compatible(model, dynamics, init, observables)
+        self.optimiser(dynamics, observables, sweep)
         return {
             "run": run,
             "model": model,
@@ -416,8 +417,8 @@ class _Resolver:
         if two_scale_dynamics and name not in _schema.TWO_SCALE_MODELS:
             self.fail("dynamics.name", f"{_show(dyn)} needs a two-time-scale model "
                                        f"({_known(_schema.TWO_SCALE_MODELS)}; got {_show(name)})")
-        if name in _schema.TWO_SCALE_MODELS and dyn == "sgd":
-            self.fail("dynamics.name", f"model {_show(name)} has no finite sum for sgd: use "
+        if name in _schema.TWO_SCALE_MODELS and dyn in _schema.SGD_FAMILY:
+            self.fail("dynamics.name", f"model {_show(name)} has no finite sum for {dyn}: use "
                                        f"two_time_scale (SGD on f(x, eps y)), gd or langevin")
         dim, _ = _schema.state_dimension(model)
         if "vector" in init and len(init["vector"]) != dim:
@@ -437,6 +438,24 @@ class _Resolver:
                       f"must equal observables.{first}.coordinate: one coordinate is watched "
                       f"(got {_show(watched[second])} and {_show(watched[first])})")
 
+    def optimiser(self, dynamics, observables, sweep):
+        """Rules of the optimisers (SGD with momentum, adam, adamw)."""
+        name = dynamics["name"]
+        if name == "sgd" and dynamics.get("nesterov"):
+            momenta = sweep.get("dynamics.momentum", [dynamics.get("momentum")])
+            if not all(mu is not None and mu > 0 for mu in momenta):
+                self.fail("dynamics.nesterov", "needs momentum > 0 at every sweep point "
+                                               f"(got momentum = {_show(momenta[0])})")
+        buffers = name in ("adam", "adamw") or (name == "sgd" and any(
+            dynamics.get(key) is not None for key in ("momentum", "nesterov", "weight_decay")))
+        if dynamics.get("record_buffers") and not buffers:
+            self.fail("dynamics.record_buffers", "plain sgd keeps no buffer: give momentum, "
+                                                 "nesterov or weight_decay, or use adam/adamw")
+        if buffers and "lyapunov" in observables:
+            self.fail("observables.lyapunov", f"is not available with the buffers of {name} "
+                                              f"(momentum, nesterov, weight_decay, adam): the "
+                                              f"tangent covers theta only")
+
     def dynamics(self, raw, swept):
         name = self.name(raw, "dynamics", _schema.DYNAMICS)
         if name not in _schema.DYNAMICS:
@@ -448,6 +467,11 @@ class _Resolver:
         dynamics = {"name": name}
         dynamics.update(self.table(entry.keys, rest, "dynamics", f'dynamics "{name}"', swept,
                                    extra=("name",)))
+        if name == "sgd":
+            # Given or not is what counts (the velocity buffer): leave out those not given.
+            for key in ("momentum", "nesterov", "weight_decay"):
+                if dynamics[key] is None:
+                    del dynamics[key]
         return dynamics
 
     def init(self, raw, swept):

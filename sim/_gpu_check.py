@@ -130,7 +130,18 @@ _VECTOR_VARIANTS = {
     "grooves_m2/two_time_scale": (
         {"name": "grooves", "dim": 2, "kappa": 1.0, "mu": 1.0},
         {"name": "two_time_scale", "a": 0.1, "eps": 0.1, "noise_x": 0.1, "noise_y": 0.1}),
+    "linear_regression_d8/sgd_nesterov": (
+        _LINEAR_REGRESSION, {"name": "sgd", "lr": 0.05, "momentum": 0.9, "nesterov": True,
+                             "weight_decay": 0.01, "record_buffers": True}),
+    "linear_regression_d8/adam_b4": (
+        _LINEAR_REGRESSION, {"name": "adam", "lr": 0.01, "batch_size": 4,
+                             "record_buffers": True}),
+    "linear_regression_d8/adamw_gaussian": (
+        _LINEAR_REGRESSION, {"name": "adamw", "lr": 0.01, "weight_decay": 0.1,
+                             "noise": "gaussian"}),
 }
+# The optimisers' buffers have no tangent: their variants compile without lyapunov.
+_NO_TANGENT = ("adam", "adamw", "momentum", "nesterov", "weight_decay")
 
 
 def _experiment(model, dynamics, dtype, observables, init):
@@ -152,7 +163,8 @@ def _variants():
                     model, dynamics, dtype, observables, {"normal": {"mean": 0.0, "std": 1.0}})
         for name, (model, dynamics) in _VECTOR_VARIANTS.items():
             observables = dict(_VECTOR_OBSERVABLES)
-            if "two_time_scale" in dynamics["name"]:
+            if "two_time_scale" in dynamics["name"] or any(
+                    key in dynamics or dynamics["name"] == key for key in _NO_TANGENT):
                 observables.pop("lyapunov")
             variants[f"vector/{name}/{dtype}"] = _experiment(
                 model, dynamics, dtype, observables, {"normal": {"mean": 0.0, "std": 1.0}})

@@ -12,6 +12,7 @@ import numpy as np
 
 from sgdsim import kernels
 from sgdsim.kernels import REDUCE_GROUP
+from sgdsim.kernels._dynamics import SGD_FAMILY
 
 from ._config import ExperimentError
 from ._schema import state_dimension
@@ -88,7 +89,8 @@ def model_for(spec, dynamics=None):
         module_name, attr = name.split(":", 1)
         obj = getattr(importlib.import_module(module_name), attr)
         return kernels.user_model(obj, name)
-    return kernels.builtin_model(spec, (dynamics or {}).get("eps", 1.0))
+    two_scale = (dynamics or {}).get("name") in kernels.TWO_SCALE_DYNAMICS
+    return kernels.builtin_model(spec, dynamics["eps"] if two_scale else 1.0)
 
 
 def check_initial_values(point, seed, source, point_index=0, per_point=1, dtype="float64"):
@@ -105,9 +107,9 @@ def check_initial_values(point, seed, source, point_index=0, per_point=1, dtype=
     obj = getattr(importlib.import_module(module_name), attr)
     dyn = point["dynamics"]
     checks = [("gradient", lambda f, x: f(x))]
-    if hasattr(obj, "noise_var") and dyn["name"] in ("langevin", "sgd"):
+    if hasattr(obj, "noise_var") and dyn["name"] in ("langevin",) + SGD_FAMILY:
         checks.append(("noise_var", lambda f, x: f(x)))
-    if dyn["name"] == "sgd" and dyn.get("noise", "finite_sum") == "finite_sum" \
+    if dyn["name"] in SGD_FAMILY and dyn.get("noise", "finite_sum") == "finite_sum" \
             and hasattr(obj, "per_sample_gradient"):
         checks.append(("per_sample_gradient", lambda f, x: f(x, 0)))
     x0 = kernels.initial_state(point["init"], point_index * per_point, min(per_point, 8), seed,
@@ -132,7 +134,7 @@ def check_capabilities(model, point, source):
             raise ExperimentError(source, f"observables.{obs.name}",
                                   "needs the model's loss function (loss(theta))")
     dyn = point["dynamics"]
-    if dyn["name"] == "sgd" and dyn.get("noise", "finite_sum") == "finite_sum" \
+    if dyn["name"] in SGD_FAMILY and dyn.get("noise", "finite_sum") == "finite_sum" \
             and not model.has_samples:
         raise ExperimentError(source, "dynamics.noise",
                               "finite_sum needs the model's per_sample_gradient and n_samples")

@@ -24,6 +24,7 @@ import h5py
 import numpy as np
 
 from sgdsim.kernels import REDUCE_GROUP
+from sgdsim.kernels._dynamics import BUFFERS, optimiser
 from sgdsim.kernels._observe import TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING
 
 from ._config import dumps_experiment
@@ -117,7 +118,18 @@ def row_fields(plan):
     for obs in enabled(observables):
         for output, dtype, _ in obs.outputs:
             fields.append((f"{obs.name}.{output}", f"{obs.name}/{output}", np.dtype(dtype), ()))
+    for name, _ in recorded_buffers(plan):
+        fields.append((f"aux.{name}", f"final/{name}", np.dtype(np.float64), (plan.dim,)))
     return fields
+
+
+def recorded_buffers(plan):
+    """(name, block) of each optimiser buffer the run writes to /final/NAME (record_buffers):
+    aux rows block d .. (block + 1) d - 1 of the kernel (kernels._dynamics.BUFFERS)."""
+    dynamics = plan.points[0][1]["dynamics"]
+    if not dynamics.get("record_buffers"):
+        return ()
+    return BUFFERS.get(optimiser(dynamics), ())
 
 
 def failure_warnings(path):
@@ -142,12 +154,16 @@ def failure_warnings(path):
 
 def tracked_rows(plan, out):
     """Add each plug-in output's rows to a chunk's kernel outputs (by row_fields name):
-    column k of the kernel's ``tracked`` slots is the k-th output, in plug-in order."""
+    column k of the kernel's ``tracked`` slots is the k-th output, in plug-in order; and
+    the recorded optimiser buffers, from the kernel's ``aux``."""
     column = 0
     for obs in enabled(plan.observables):
         for output, dtype, _ in obs.outputs:
             out[f"{obs.name}.{output}"] = out["tracked"][:, column].astype(dtype)
             column += 1
+    d = plan.dim
+    for name, block in recorded_buffers(plan):
+        out[f"aux.{name}"] = out["aux"][:, block * d:(block + 1) * d]
     return out
 
 

@@ -117,6 +117,7 @@ MODELS.update({
     ),
 })
 VECTOR_MODELS = ("coupled_quadratic", "grooves", "linear_regression")
+SGD_FAMILY = ("sgd", "adam", "adamw")          # dynamics with SGD's gradient estimate
 TWO_SCALE_MODELS = ("coupled_quadratic", "grooves")
 
 
@@ -130,16 +131,58 @@ def state_dimension(model):
         return model.get("features", 1), 0
     return 1, 0
 
+_ESTIMATE = "g = (1/B) sum_{j<B} l'_{z_j}(theta), z_j uniform with replacement"
+_SGD_ESTIMATE_KEYS = {
+    "lr": Key("float", REQUIRED, "step size", above=0),
+    "batch_size": Key("int", 1, "B, samples per step", minimum=1),
+    "noise": Key("str", "finite_sum", "gradient estimate g: a minibatch of the finite sum, "
+                 "L' + sqrt(Sigma/B) xi, or the full gradient L'",
+                 choices=("finite_sum", "gaussian", "none")),
+}
+_RECORD_KEY = Key("bool", False, "write the optimiser's buffers at the last step to /final "
+                  "(momentum; adam_m and adam_v)")
+_ADAM_KEYS = {
+    **_SGD_ESTIMATE_KEYS,
+    "beta1": Key("float", 0.9, "decay of the first moment m", minimum=0, below=1),
+    "beta2": Key("float", 0.999, "decay of the second moment v", minimum=0, below=1),
+    "eps": Key("float", 1e-8, "added to sqrt(v-hat)", above=0),
+    "weight_decay": Key("float", 0.0, "weight decay", minimum=0),
+    "record_buffers": _RECORD_KEY,
+}
+_OPTIMISER_NOTES = ("PyTorch's update conventions (torch.optim); the buffers start at zero "
+                    "and are float64", "lyapunov is not available with an optimiser's buffers")
+
 DYNAMICS = {
     "sgd": Entry(
-        "theta <- theta - lr * (1/B) * sum_{j<B} l'_{z_j}(theta), z_j uniform with replacement; "
-        "noise = \"gaussian\": theta <- theta - lr * (L' + sqrt(Sigma/B) * xi)",
+        f"theta <- theta - lr * g, {_ESTIMATE}; noise = \"gaussian\": g = L' + sqrt(Sigma/B) "
+        "* xi; with momentum (heavy ball, PyTorch): g <- g + weight_decay theta, "
+        "v <- momentum v + g, theta <- theta - lr (g + momentum v) with nesterov, "
+        "theta - lr v without",
         {
-            "lr": Key("float", REQUIRED, "step size", above=0),
-            "batch_size": Key("int", 1, "B, samples per step", minimum=1),
-            "noise": Key("str", "finite_sum", "gradient noise model",
-                         choices=("finite_sum", "gaussian")),
+            **_SGD_ESTIMATE_KEYS,
+            "momentum": Key("float", None, "heavy-ball momentum mu (a velocity buffer is kept "
+                            "when momentum, nesterov or weight_decay is given)", minimum=0,
+                            below=1, default_doc="0, no buffer"),
+            "nesterov": Key("bool", None, "Nesterov momentum (needs momentum > 0)",
+                            default_doc="false"),
+            "weight_decay": Key("float", None, "L2 penalty added to g", minimum=0,
+                                default_doc="0"),
+            "record_buffers": _RECORD_KEY,
         },
+        notes=_OPTIMISER_NOTES,
+    ),
+    "adam": Entry(
+        f"{_ESTIMATE} (+ weight_decay theta); m <- beta1 m + (1 - beta1) g, "
+        "v <- beta2 v + (1 - beta2) g^2, "
+        "theta <- theta - lr (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)",
+        _ADAM_KEYS,
+        notes=_OPTIMISER_NOTES,
+    ),
+    "adamw": Entry(
+        f"adam with decoupled weight decay: theta <- theta (1 - lr weight_decay), then adam's "
+        f"step with g = the plain estimate ({_ESTIMATE})",
+        _ADAM_KEYS,
+        notes=_OPTIMISER_NOTES,
     ),
     "gd": Entry(
         "theta <- theta - lr * L'(theta)",

@@ -14,7 +14,7 @@ import shutil
 import numpy as np
 
 from sgdsim.kernels import REDUCE_GROUP
-from sgdsim.kernels._dynamics import aux_size
+from sgdsim.kernels._dynamics import aux_size, optimiser
 
 from ._config import ExperimentError
 from .observables import enabled
@@ -39,10 +39,10 @@ def per_trajectory_bytes(plan):
     d = plan.dim
     slots = sum(len(obs.init) for obs in enabled(plan.observables))
     regions = plan.boundaries.size + 1 if plan.boundaries.size else 0
-    dyn = plan.points[0][1]["dynamics"]["name"]
+    aux = aux_size(optimiser(plan.points[0][1]["dynamics"]), d)
     return (2 * d * item                      # theta_0 and the state
             + 4 * 8 + 8 * regions             # steps, growth, occupancy counts
-            + 8 * max(slots, 1) + 8 * max(aux_size(dyn, d), 1) + 8 * d + 8
+            + 8 * max(slots, 1) + 8 * max(aux, 1) + 8 * d + 8
             + 8 * (4 + 2 * d) * plan.ts_steps.size / REDUCE_GROUP)   # timeseries sums
 
 
