@@ -174,9 +174,9 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
     _record = make_recorder(model)
     TRACK = len(tracked) > 0
     track = make_tracker(model, tracked)
-    n_track = tracked_layout(tracked)[0]
+    n_track = tracked_layout(tracked, dim)[0]
     track_rows = max(n_track, 1)
-    track_init = tracked_initial(tracked)
+    track_init = tracked_initial(tracked, dim)
 
     def kernel(chunk, params, conf, out):
         g_first, i_first, t_first, t_last, final, key_lo, key_hi = chunk

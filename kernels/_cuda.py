@@ -91,9 +91,9 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
     ts_shared = REDUCE_GROUP if TS else 1
     TRACK = len(tracked) > 0
     track = make_tracker(model, tracked)
-    n_track, n_track_conf = tracked_layout(tracked)
+    n_track, n_track_conf = tracked_layout(tracked, model.dim)
     track_rows = max(n_track, 1)
-    track_init = tracked_initial(tracked)
+    track_init = tracked_initial(tracked, model.dim)
     n_cf = N_CONF_F + n_track_conf
 
     @cuda.jit(device=True)

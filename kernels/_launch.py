@@ -409,6 +409,6 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
         _KERNELS[key] = kernel
     return ChunkKernel(backend, _KERNELS[key], dtype, model.dim,
                        user_functions=model.user_functions,
-                       tracked_rows=tracked_layout(tracked)[0], aux_rows=aux,
+                       tracked_rows=tracked_layout(tracked, model.dim)[0], aux_rows=aux,
                        group=lay.group)
 

@@ -69,6 +69,7 @@ class Model:
     exact_hvp: bool = True          # H v from second derivatives, not a finite difference
     gathers: bool = False           # per-sample functions index the parameters by the sample
     has_loss: bool = True           # a loss function (a user model may give only the gradient)
+    sharpness: Callable = None      # sharpness(th, l, p): the top Hessian eigenvalue, exactly
     info: dict = field(default_factory=dict)   # extra run-file attributes (e.g. loss_min)
     fingerprint: str = ""           # what, besides the name, decides the compiled code
     user_functions: tuple = ()      # a user model's own functions (to locate compile errors)
@@ -78,7 +79,7 @@ class Model:
         """What decides the compiled kernel (the parameters do not)."""
         return (self.dim, self.x_dim, self.loss, self.grad, self.hvp, self.noise_std,
                 self.noise_var_dir, self.n_samples, self.add_sample_grad, self.add_sample_hvp,
-                self.f_grad, self.f_hvp, self.tracking_error, self.slow_error)
+                self.f_grad, self.f_hvp, self.tracking_error, self.slow_error, self.sharpness)
 
 
 # --- polynomial (d = 1): L = sum_k c_k x**k; p = [c | c' | c'' | left, right, center, width,
@@ -626,6 +627,72 @@ def _linear_regression_functions(d):
     return _LINEAR_REGRESSION[d]
 
 
+# --- uv (d = 2): L(u, v) = (u v - target)^2 / 2; p = [target, noise_std]. Its Hessian
+# [[v^2, 2 u v - target], [2 u v - target, u^2]] has, at a minimum (u v = target), the
+# eigenvalues 0 and u^2 + v^2. One sample: the loss itself (finite-sum SGD is GD). ---
+
+@_inline
+def _uv_loss(th, l, p):
+    r = th[0, l] * th[1, l] - p[0]
+    return 0.5 * r * r
+
+
+@_inline
+def _uv_add_grad(th, l, p, i, scale, out, row):
+    u, v = th[0, l], th[1, l]
+    r = scale * (u * v - p[0])
+    out[row, l] = out[row, l] + r * v
+    out[row + 1, l] = out[row + 1, l] + r * u
+
+
+@_inline
+def _uv_add_hvp(th, l, p, i, w, wrow, scale, out, row):
+    u, v = th[0, l], th[1, l]
+    cross = 2.0 * u * v - p[0]
+    a, b = w[wrow, l], w[wrow + 1, l]
+    out[row, l] = out[row, l] + scale * (v * v * a + cross * b)
+    out[row + 1, l] = out[row + 1, l] + scale * (cross * a + u * u * b)
+
+
+@_inline
+def _uv_grad(th, l, p, out, row):
+    out[row, l] = 0.0 * th[0, l]
+    out[row + 1, l] = 0.0 * th[0, l]
+    _uv_add_grad(th, l, p, 0, 1.0, out, row)
+
+
+@_inline
+def _uv_hvp(th, l, p, w, wrow, out, row):
+    out[row, l] = 0.0 * th[0, l]
+    out[row + 1, l] = 0.0 * th[0, l]
+    _uv_add_hvp(th, l, p, 0, w, wrow, 1.0, out, row)
+
+
+@_inline
+def _uv_noise_std(th, l, p):
+    return p[1] + 0.0 * th[0, l]
+
+
+@_inline
+def _uv_noise_var_dir(th, l, p, w, wrow):
+    return 0.0 * th[0, l]
+
+
+@_inline
+def _uv_n_samples(p):
+    return 1
+
+
+@_inline
+def _uv_sharpness(th, l, p):
+    """The top eigenvalue of the 2x2 Hessian, exactly."""
+    u, v = th[0, l], th[1, l]
+    half_trace = 0.5 * (u * u + v * v)
+    half_gap = 0.5 * (v * v - u * u)
+    cross = 2.0 * u * v - p[0]
+    return half_trace + np.sqrt(half_gap * half_gap + cross * cross)
+
+
 def linear_regression_data(samples, features, eigenvalues, label_noise, data_seed):
     """Synthetic regression data: a_i ~ N(0, diag(eigenvalues)), b_i = a_i.w* + noise.
 
@@ -652,6 +719,7 @@ BUILTIN_MODELS = {
                "grooves where eps y_k is an integer",
     "linear_regression": "l_i = (a_i . theta - b_i)^2/2 on synthetic data (samples, features, "
                          "eigenvalues, label_noise, data_seed)",
+    "uv": "L(u, v) = (u v - target)^2 / 2; sharpness u^2 + v^2 at a minimum",
 }
 
 
@@ -695,6 +763,11 @@ def builtin_model(spec, eps=None):
                      np.concatenate([[n, d], a.ravel(), b]),
                      info={"loss_min": loss_min, "w_min": w_min}, fingerprint=f"dim={d}",
                      gathers=True)
+    if name == "uv":
+        return Model(name, 2, _uv_loss, _uv_grad, _uv_hvp, _uv_noise_std, _uv_noise_var_dir,
+                     _uv_n_samples, _uv_add_grad, _uv_add_hvp,
+                     np.array([spec.get("target", 1.0), spec.get("noise_std", 0.0)]),
+                     sharpness=_uv_sharpness)
     raise KeyError(name)
 
 

@@ -23,7 +23,7 @@ __all__ = [
     "FP_NONE", "FP_ABOVE", "FP_BELOW", "OBSERVABLES", "diverged", "passed", "histogram_bin",
     "region",
     "batch_group", "REDUCE_GROUP", "watched", "no_error", "make_tracker", "tracked_layout",
-    "tracked_initial",
+    "tracked_initial", "slot_rows",
 ]
 
 # Integer configuration slots.
@@ -153,10 +153,16 @@ def _chain(first, update, row, col):
     return track
 
 
-def tracked_layout(tracked):
+def slot_rows(obs, dim):
+    """Rows of a plug-in's slots on a ``dim``-dimensional state: one per output, then its
+    scratch rows (``obs.scratch(dim)``, kept between steps, not written out)."""
+    return len(obs.init) + (obs.scratch(dim) if obs.scratch else 0)
+
+
+def tracked_layout(tracked, dim):
     """(rows, conf) of tracked observables: their slot rows and configuration floats,
     the latter read after the built-in ones (from N_CONF_F on)."""
-    return sum(len(obs.init) for obs in tracked), sum(obs.n_conf for obs in tracked)
+    return sum(slot_rows(obs, dim) for obs in tracked), sum(obs.n_conf for obs in tracked)
 
 
 def make_tracker(model, tracked):
@@ -170,11 +176,13 @@ def make_tracker(model, tracked):
     track, row, col = _untracked, 0, N_CONF_F
     for obs in tracked:
         track = _chain(track, obs.make_update(model), row, col)
-        row, col = row + len(obs.init), col + obs.n_conf
+        row, col = row + slot_rows(obs, model.dim), col + obs.n_conf
     return track
 
 
-def tracked_initial(tracked):
-    """The slots' values before step 0, as one float64 vector (at least one entry)."""
-    values = [float(v) for obs in tracked for v in obs.init]
+def tracked_initial(tracked, dim):
+    """The slots' values before step 0 (scratch rows 0), as one float64 vector (at least
+    one entry)."""
+    values = [float(v) for obs in tracked
+              for v in tuple(obs.init) + (0.0,) * (slot_rows(obs, dim) - len(obs.init))]
     return np.array(values or [0.0], dtype=np.float64)

@@ -12,7 +12,7 @@ import numpy as np
 from ._observe import (
     COORD_NORM, F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, I_COORD,
     I_FP_MODE, I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN,
-    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, N_CONF_F, REDUCE_GROUP,
+    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, N_CONF_F, REDUCE_GROUP, slot_rows, tracked_initial,
 )
 
 __all__ = ["make_numpy_kernel"]
@@ -51,9 +51,9 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=(), buf_ro
     """
     dim, m = model.dim, model.x_dim
     references = [obs.make_reference(model) for obs in tracked]
-    slot_rows = [len(obs.init) for obs in tracked]
+    rows_of = [slot_rows(obs, model.dim) for obs in tracked]
     conf_cols = [obs.n_conf for obs in tracked]
-    init = np.array([float(v) for obs in tracked for v in obs.init])
+    init = tracked_initial(tracked, model.dim)[:sum(rows_of)]
 
     def kernel(chunk, params, conf, out):
         g_first, i_first, t_first, t_last, final, key_lo, key_hi = chunk
@@ -91,7 +91,7 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=(), buf_ro
 
         def track(t, where):
             row, col = 0, N_CONF_F
-            for reference, rows, cols in zip(references, slot_rows, conf_cols):
+            for reference, rows, cols in zip(references, rows_of, conf_cols):
                 reference(acc[row:row + rows], th.astype(np.float64), t, p, conf_f, col, where)
                 row, col = row + rows, col + cols
 

@@ -136,7 +136,7 @@ class Points:
             kernel = kernels.get_kernel(plan.backend, self.models[index], point["dynamics"],
                                         plan.dtype, plan.observables,
                                         tracked=enabled(plan.observables))
-            conf_i, conf_f = configuration(plan.observables, plan.per_point)
+            conf_i, conf_f = configuration(plan.observables, plan.per_point, point)
             paths = np.full((plan.path_count, plan.path_steps.size, plan.dim), np.nan,
                             dtype=plan.dtype)
             params = kernels.dynamics_params(point["dynamics"])

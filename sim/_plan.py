@@ -140,8 +140,10 @@ def check_capabilities(model, point, source):
                               "finite_sum needs the model's per_sample_gradient and n_samples")
 
 
-def configuration(observables, per_point):
-    """The kernels' (conf_i, conf_f) arrays for the requested observables."""
+def configuration(observables, per_point, point=None):
+    """The kernels' (conf_i, conf_f) arrays for the requested observables (at a sweep
+    point's resolved experiment ``point``, which plug-ins may read: sharpness' level
+    2 / lr)."""
     from sgdsim.kernels._observe import (
         COORD_NORM, I_COORD,
         F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, I_FP_MODE,
@@ -179,7 +181,7 @@ def configuration(observables, per_point):
             coordinate = observables[name].get("coordinate", 0)
             conf_i[I_COORD] = COORD_NORM if coordinate == "norm" else coordinate
     # Plug-in observables read their configuration after the built-in slots.
-    conf_f = np.concatenate([conf_f, config_vector(observables)])
+    conf_f = np.concatenate([conf_f, config_vector(observables, point or {})])
     if "paths" in observables:
         conf_i[I_PATH_COUNT] = min(observables["paths"]["count"], per_point)
         conf_i[I_PATH_EVERY] = observables["paths"]["every"]

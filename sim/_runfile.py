@@ -25,7 +25,7 @@ import numpy as np
 
 from sgdsim.kernels import REDUCE_GROUP
 from sgdsim.kernels._dynamics import BUFFERS, optimiser
-from sgdsim.kernels._observe import TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING
+from sgdsim.kernels._observe import TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, slot_rows
 
 from ._config import dumps_experiment
 from ._version import FORMAT, FORMAT_VERSION, __version__
@@ -161,6 +161,7 @@ def tracked_rows(plan, out):
         for output, dtype, _ in obs.outputs:
             out[f"{obs.name}.{output}"] = out["tracked"][:, column].astype(dtype)
             column += 1
+        column += slot_rows(obs, plan.dim) - len(obs.outputs)       # its scratch rows
     d = plan.dim
     for name, block in recorded_buffers(plan):
         out[f"aux.{name}"] = out["aux"][:, block * d:(block + 1) * d]
@@ -352,7 +353,8 @@ def _create_datasets(f, plan):
         group.attrs["doc"] = obs.doc
         group.attrs["per_trajectory"] = [output for output, _, _ in obs.outputs]
         for key, value in observables[obs.name].items():
-            group.attrs[key] = value
+            if value is not None:           # a default decided per point (sharpness' level)
+                group.attrs[key] = value
     return ds
 
 

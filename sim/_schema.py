@@ -116,7 +116,17 @@ MODELS.update({
         notes=("eigenvalues has `features` entries, all > 0",),
     ),
 })
-VECTOR_MODELS = ("coupled_quadratic", "grooves", "linear_regression")
+MODELS["uv"] = Entry(
+    "L(u, v) = (u v - target)^2 / 2, state theta = (u, v); Hessian "
+    "[[v^2, 2uv - target], [2uv - target, u^2]], eigenvalues 0 and u^2 + v^2 at a minimum",
+    {
+        "target": Key("float", 1.0, "the product u v at the minima"),
+        "noise_std": Key("float", 0.0, "sqrt(Sigma), the per-coordinate gradient noise of "
+                         "sgd noise = \"gaussian\" and langevin", minimum=0),
+    },
+    notes=("one sample (the loss itself): finite-sum sgd is gd",),
+)
+VECTOR_MODELS = ("coupled_quadratic", "grooves", "linear_regression", "uv")
 SGD_FAMILY = ("sgd", "adam", "adamw")          # dynamics with SGD's gradient estimate
 TWO_SCALE_MODELS = ("coupled_quadratic", "grooves")
 
@@ -129,6 +139,8 @@ def state_dimension(model):
         return 2 * model.get("dim", 1), model.get("dim", 1)
     if name == "linear_regression":
         return model.get("features", 1), 0
+    if name == "uv":
+        return 2, 0
     return 1, 0
 
 _ESTIMATE = "g = (1/B) sum_{j<B} l'_{z_j}(theta), z_j uniform with replacement"

@@ -15,6 +15,7 @@ import numpy as np
 
 from sgdsim.kernels import REDUCE_GROUP
 from sgdsim.kernels._dynamics import aux_size, optimiser
+from sgdsim.kernels._observe import slot_rows
 
 from ._config import ExperimentError
 from .observables import enabled
@@ -37,7 +38,7 @@ def per_trajectory_bytes(plan):
     """Bytes one trajectory of a chunk holds while it runs (state, outputs, buffers)."""
     item = plan.dtype.itemsize
     d = plan.dim
-    slots = sum(len(obs.init) for obs in enabled(plan.observables))
+    slots = sum(slot_rows(obs, d) for obs in enabled(plan.observables))
     regions = plan.boundaries.size + 1 if plan.boundaries.size else 0
     aux = aux_size(optimiser(plan.points[0][1]["dynamics"]), d)
     return (2 * d * item                      # theta_0 and the state

@@ -11,8 +11,10 @@ Tracked(...)``, which declares everything about it in one place:
 - ``outputs``: one ``(output, dtype, doc)`` per slot; slot k is written to the
   run-file dataset ``/<name>/<output>`` [P, N], and the table's keys become the
   group's attributes;
-- ``init``: the slots before step 0; ``config(table)``: the ``n_conf`` floats its
-  update reads;
+- ``init``: the slots before step 0; ``config(table, point)``: the ``n_conf``
+  floats its update reads (``point`` is the sweep point's resolved experiment, its
+  [run] and [dynamics] tables among them); ``scratch(dim)``, optional: rows of working state after the output slots
+  (zero before step 0, carried between steps, slices and checkpoints, not written out);
 - ``make_update(model)``: the per-step update, one plain function compiled for
   every backend (``kernels.jitable``),
   ``update(acc, row, th, l, t, p, c, col)``: it reads and writes its slots
@@ -58,11 +60,12 @@ class Tracked:
     n_conf: int = 0
     validate: object = None
     needs: tuple = ()          # model functions it calls, e.g. ("loss",)
+    scratch: object = None     # scratch(dim): slot rows after the outputs, not written out
     merge: str = "rows"
     digest: str = ""           # of the module's source: part of the kernel cache key
 
-    def configuration(self, table):
-        values = tuple(float(v) for v in (self.config(table) if self.config else ()))
+    def configuration(self, table, point):
+        values = tuple(float(v) for v in (self.config(table, point) if self.config else ()))
         if len(values) != self.n_conf:
             raise ValueError(f"observable {self.name}: config gave {len(values)} values, "
                              f"n_conf = {self.n_conf}")
@@ -92,10 +95,11 @@ def enabled(observables):
     return tuple(PLUGINS[name] for name in sorted(observables) if name in PLUGINS)
 
 
-def config_vector(observables):
-    """Their configuration floats, concatenated in the same order (kernels read them
-    after the built-in ones, kernels._observe.N_CONF_F)."""
+def config_vector(observables, point):
+    """Their configuration floats at a sweep point's resolved experiment ``point``,
+    concatenated in the same order (kernels read them after the built-in ones,
+    kernels._observe.N_CONF_F)."""
     values = []
     for obs in enabled(observables):
-        values += obs.configuration(observables[obs.name])
+        values += obs.configuration(observables[obs.name], point)
     return values

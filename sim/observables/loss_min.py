@@ -54,7 +54,7 @@ OBSERVABLE = Tracked(
     outputs=(("value", np.float64, "min over burn_in <= t <= T of L(theta_t); inf if none"),
              ("step", np.int64, "first step t attaining it; -1 if none")),
     init=(np.inf, -1.0),
-    config=lambda table: (table["burn_in"],),
+    config=lambda table, point: (table["burn_in"],),
     n_conf=1,
     make_update=make_update,
     make_reference=make_reference,
