@@ -29,7 +29,8 @@ from ._observe import (
     COORD_NORM, FP_ABOVE, FP_BELOW, FP_NONE, F_DIV_THRESHOLD, F_FP_LEVEL, I_COORD, I_FP_MODE,
     I_FP_STOP, I_HIST_BURN, I_HIST_ON, I_HIST_THIN, I_PATH_COUNT, I_PATH_EVERY, OBSERVABLES,
     REDUCE_GROUP, TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, batch_group,
-    histogram_bin, make_tracker, no_error, region, tracked_initial, tracked_layout, watched,
+    histogram_bin, make_tracker, no_error, region, series_rows, tracked_initial, tracked_layout,
+    watched,
 )
 
 __all__ = ["make_cpu_kernel", "LANES", "LANE_DIM"]
@@ -103,16 +104,20 @@ def _committer(dim, aux_size, first_passage):
     return commit
 
 
-def make_recorder(model):
-    """record(ts_partial, group, k, th, lane, p, eps): add lane's state at recorded step k
-    to its group's timeseries sums (columns as kernels._observe TS_*)."""
+def make_recorder(model, series=()):
+    """record(ts_partial, group, k, th, lane, p, eps, acc): add lane's state at recorded
+    step k to its group's timeseries sums (columns as kernels._observe TS_*), and the
+    plug-in slots ``series`` (rows of acc) after them."""
     loss = model.loss
     tracking_error = model.tracking_error or no_error
     slow_error = model.slow_error or no_error
     two_scale = model.x_dim > 0
+    dim = model.dim
+    n_series = len(series)
+    series = np.array(series or (0,), dtype=np.int64)
 
     @jitable
-    def record(ts_partial, group, k, th, lane, p, eps):
+    def record(ts_partial, group, k, th, lane, p, eps, acc):
         ts_partial[group, k, TS_COUNT] += 1.0
         ts_partial[group, k, TS_LOSS] += loss(th, lane, p)
         if two_scale:
@@ -122,6 +127,10 @@ def make_recorder(model):
             value = np.float64(th[c, lane])
             ts_partial[group, k, TS_STATE + 2 * c] += value
             ts_partial[group, k, TS_STATE + 2 * c + 1] += value * value
+        for j in range(n_series):
+            value = acc[series[j], lane]
+            ts_partial[group, k, TS_STATE + 2 * dim + 2 * j] += value
+            ts_partial[group, k, TS_STATE + 2 * dim + 2 * j + 1] += value * value
 
     return record
 
@@ -171,7 +180,7 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
     GROUPED = GROUP > 1
     buf_rows = buffer_rows(dim, lay)
     renormalise = renormaliser(dim)
-    _record = make_recorder(model)
+    _record = make_recorder(model, series_rows(tracked, dim))
     TRACK = len(tracked) > 0
     track = make_tracker(model, tracked)
     n_track = tracked_layout(tracked, dim)[0]
@@ -259,15 +268,16 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                 next_ts = 0
                 while next_ts < n_ts and ts_steps[next_ts] < t_first:
                     next_ts += 1
-                if t_first == 0 and n_ts > 0 and ts_steps[0] == 0:
-                    for lane in range(lanes):
-                        _record(ts_partial, group, 0, th, lane, p, eps)
-                    next_ts = 1
-                elif next_ts < n_ts and ts_steps[next_ts] == t_first:
-                    next_ts += 1              # recorded by the slice that ended at t_first
+                # The plug-ins before the timeseries, which may record their slots.
                 if TRACK and t_first == 0:
                     for lane in range(lanes):
                         track(acc, th, lane, 0, p, conf_f)
+                if t_first == 0 and n_ts > 0 and ts_steps[0] == 0:
+                    for lane in range(lanes):
+                        _record(ts_partial, group, 0, th, lane, p, eps, acc)
+                    next_ts = 1
+                elif next_ts < n_ts and ts_steps[next_ts] == t_first:
+                    next_ts += 1              # recorded by the slice that ended at t_first
                 if paths_here and t_first == 0:
                     for lane in range(lanes):
                         if i_first + base + lane < path_count:
@@ -350,10 +360,14 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                         for lane in range(lanes):
                             if running[lane] != 0:
                                 occ[lane, region(watched(th, lane, coord), boundaries)] += 1
+                    if TRACK:
+                        for lane in range(lanes):
+                            if running[lane] != 0:
+                                track(acc, th, lane, t, p, conf_f)
                     if next_ts < n_ts and ts_steps[next_ts] == t:
                         for lane in range(lanes):
                             if running[lane] != 0:
-                                _record(ts_partial, group, next_ts, th, lane, p, eps)
+                                _record(ts_partial, group, next_ts, th, lane, p, eps, acc)
                         next_ts += 1
                     if paths_here and t % path_every == 0:
                         for lane in range(lanes):
@@ -361,10 +375,6 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                             if running[lane] != 0 and i < path_count:
                                 for k in range(dim):
                                     paths[i, t // path_every, k] = th[k, lane]
-                    if TRACK:
-                        for lane in range(lanes):
-                            if running[lane] != 0:
-                                track(acc, th, lane, t, p, conf_f)
                     # 4. A first passage with stop ends the trajectory after step t is recorded.
                     if stopping:
                         for lane in range(lanes):

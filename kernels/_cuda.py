@@ -35,8 +35,8 @@ from ._observe import (
     F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, FP_NONE, I_COORD,
     I_FP_MODE, I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN,
     I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, OBSERVABLES, REDUCE_GROUP, TS_COUNT, TS_LOSS,
-    N_CONF_F, TS_SLOW, TS_STATE, TS_TRACKING, make_tracker, no_error, tracked_initial,
-    tracked_layout, watched,
+    N_CONF_F, TS_SLOW, TS_STATE, TS_TRACKING, make_tracker, no_error, series_rows,
+    tracked_initial, tracked_layout, watched,
 )
 
 __all__ = ["make_cuda_kernel", "cuda_usable", "HIST_SHARED_SLOTS", "MAX_REGISTER_REGIONS"]
@@ -95,6 +95,9 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
     track_rows = max(n_track, 1)
     track_init = tracked_initial(tracked, model.dim)
     n_cf = N_CONF_F + n_track_conf
+    series = series_rows(tracked, model.dim)
+    n_series = len(series)
+    series = np.array(series or (0,), dtype=np.int64)
 
     @cuda.jit(device=True)
     def reduce_column(shared, lane, value, ts_partial, group, k, column):
@@ -284,6 +287,12 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
                     reduce_column(shared, lane, x, ts_partial, group, next_ts, TS_STATE + 2 * k)
                     reduce_column(shared, lane, x * x, ts_partial, group, next_ts,
                                   TS_STATE + 2 * k + 1)
+                for s in range(n_series):
+                    x = acc[series[s], 0] if contributes else 0.0
+                    reduce_column(shared, lane, x, ts_partial, group, next_ts,
+                                  TS_STATE + 2 * dim + 2 * s)
+                    reduce_column(shared, lane, x * x, ts_partial, group, next_ts,
+                                  TS_STATE + 2 * dim + 2 * s + 1)
                 next_ts += 1
             if (t & _EXIT_MASK) == 0 and cuda.syncthreads_or(np.int32(running)) == 0:
                 break

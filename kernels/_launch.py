@@ -21,7 +21,8 @@ import numpy as np
 from ._cpu import LANE_DIM, make_cpu_kernel
 from ._dynamics import (SGD_FAMILY, aux_size, buffer_rows, dynamics_params, layout, make_rule,
                         make_step, optimiser, random_dtype, random_rows)
-from ._observe import I_HIST_BINS, I_HIST_GROUPS, OBSERVABLES, REDUCE_GROUP, tracked_layout
+from ._observe import (I_HIST_BINS, I_HIST_GROUPS, OBSERVABLES, REDUCE_GROUP, series_rows,
+                       tracked_layout)
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
 
@@ -181,11 +182,12 @@ class ChunkKernel:
     tracked_rows: int = 0        # slots of the tracked (plug-in) observables
     aux_rows: int = 0            # the dynamics' auxiliary buffers (an optimiser's state)
     group: int = 1               # steps that share Philox blocks (kernels._dynamics.Layout)
+    series: int = 0              # plug-in slots the timeseries records (_observe.series_rows)
 
     @property
     def ts_columns(self):
-        """Columns of ``ts_partial``: see kernels._observe (TS_*)."""
-        return 4 + 2 * self.dim
+        """Columns of ``ts_partial``: see kernels._observe (TS_*, series_rows)."""
+        return 4 + 2 * self.dim + 2 * self.series
 
     def start(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f, boundaries,
               ts_steps, paths):
@@ -410,5 +412,5 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
     return ChunkKernel(backend, _KERNELS[key], dtype, model.dim,
                        user_functions=model.user_functions,
                        tracked_rows=tracked_layout(tracked, model.dim)[0], aux_rows=aux,
-                       group=lay.group)
+                       group=lay.group, series=len(series_rows(tracked, model.dim)))
 

@@ -23,7 +23,7 @@ __all__ = [
     "FP_NONE", "FP_ABOVE", "FP_BELOW", "OBSERVABLES", "diverged", "passed", "histogram_bin",
     "region",
     "batch_group", "REDUCE_GROUP", "watched", "no_error", "make_tracker", "tracked_layout",
-    "tracked_initial", "slot_rows",
+    "tracked_initial", "slot_rows", "series_rows",
 ]
 
 # Integer configuration slots.
@@ -178,6 +178,18 @@ def make_tracker(model, tracked):
         track = _chain(track, obs.make_update(model), row, col)
         row, col = row + slot_rows(obs, model.dim), col + obs.n_conf
     return track
+
+
+def series_rows(tracked, dim):
+    """The slot rows whose ensemble moments the timeseries records (plug-ins with
+    ``series``: their first output), in order; their sums are columns TS_STATE + 2 d + 2 j
+    (and + 1) of ``ts_partial``."""
+    rows, row = [], 0
+    for obs in tracked:
+        if obs.series:
+            rows.append(row)
+        row += slot_rows(obs, dim)
+    return tuple(rows)
 
 
 def tracked_initial(tracked, dim):

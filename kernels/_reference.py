@@ -12,7 +12,8 @@ import numpy as np
 from ._observe import (
     COORD_NORM, F_DIV_THRESHOLD, F_FP_LEVEL, F_HIST_HI, F_HIST_LO, FP_ABOVE, FP_BELOW, I_COORD,
     I_FP_MODE, I_FP_STOP, I_HIST_BINS, I_HIST_BURN, I_HIST_GROUPS, I_HIST_ON, I_HIST_THIN,
-    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, N_CONF_F, REDUCE_GROUP, slot_rows, tracked_initial,
+    I_PATH_COUNT, I_PATH_EVERY, I_PER_POINT, N_CONF_F, REDUCE_GROUP, series_rows, slot_rows,
+    tracked_initial,
 )
 
 __all__ = ["make_numpy_kernel"]
@@ -54,6 +55,7 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=(), buf_ro
     rows_of = [slot_rows(obs, model.dim) for obs in tracked]
     conf_cols = [obs.n_conf for obs in tracked]
     init = tracked_initial(tracked, model.dim)[:sum(rows_of)]
+    series = series_rows(tracked, model.dim)
 
     def kernel(chunk, params, conf, out):
         g_first, i_first, t_first, t_last, final, key_lo, key_hi = chunk
@@ -105,14 +107,16 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=(), buf_ro
                 sums += [np.zeros(n), np.zeros(n)]
             for c in range(dim):
                 sums += [state[c], state[c] * state[c]]
+            for row in series:                     # plug-in slots, as they are at step k
+                sums += [acc[row], acc[row] * acc[row]]
             for column, contrib in enumerate(sums):
                 np.add.at(ts_partial[:, k, column], group[where],
                           np.broadcast_to(contrib, (n,))[where])
 
         if t_first == 0:
+            track(0, running)
             if 0 in ts_index:
                 record(ts_index[0], running)
-            track(0, running)
             paths[point_index[rows], 0, :] = th[:, rows].T
         # Diverging and stopped trajectories make inf/NaN that are masked out below.
         buf = np.empty((buf_rows or 2 * dim, n))
@@ -145,9 +149,9 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=(), buf_ro
                 if occupancy.shape[0] > 0:
                     regions = np.searchsorted(boundaries, value, side="right")
                     np.add.at(occupancy, (local[running], regions[running]), 1)
+                track(t, running)
                 if t in ts_index:
                     record(ts_index[t], running)
-                track(t, running)
                 if t % every == 0:
                     take = rows & running
                     paths[point_index[take], t // every, :] = th[:, take].T

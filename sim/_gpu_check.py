@@ -168,6 +168,14 @@ def _variants():
                 observables.pop("lyapunov")
             variants[f"vector/{name}/{dtype}"] = _experiment(
                 model, dynamics, dtype, observables, {"normal": {"mean": 0.0, "std": 1.0}})
+    # The edge-of-stability kernels: GD with the sharpness plug-in and its timeseries.
+    for dtype in ("float32", "float64"):
+        for name, model in (("uv", {"name": "uv", "target": 1.0}),
+                            ("linear_regression_d8", _LINEAR_REGRESSION)):
+            variants[f"sharpness/{name}/gd/{dtype}"] = _experiment(
+                model, {"name": "gd", "lr": 0.1}, dtype,
+                {"sharpness": {"every": 5}, "timeseries": {"points": 5},
+                 "divergence": {"threshold": 1e6}}, {"normal": {"mean": 0.5, "std": 1.0}})
     # The kernels of the benchmark workloads, with only what they record compiled in: the
     # specialised kernels a run of them gets (kernels.get_kernel compiles per set of
     # enabled observables).

@@ -419,7 +419,8 @@ def _check_cover(plan, covered):
 
 def _write_timeseries(f, plan, trees):
     t = plan.ts_steps.size
-    columns = TS_STATE + 2 * plan.dim
+    series = [obs.name for obs in enabled(plan.observables) if obs.series]
+    columns = TS_STATE + 2 * plan.dim + 2 * len(series)
     sums = np.zeros((plan.n_points, t, columns))
     shard_keys = None
     for p, tree in enumerate(trees):
@@ -456,6 +457,13 @@ def _write_timeseries(f, plan, trees):
     f.create_dataset("timeseries/var", data=var)
     f.create_dataset("timeseries/loss_mean", data=loss_mean)
     f.create_dataset("timeseries/count", data=count.astype(np.int64))
+    for j, name in enumerate(series):
+        column = TS_STATE + 2 * plan.dim + 2 * j
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            series_mean = sums[:, :, column] / count
+            series_var = np.maximum(sums[:, :, column + 1] / count - series_mean ** 2, 0.0)
+        f.create_dataset(f"timeseries/{name}_mean", data=series_mean)
+        f.create_dataset(f"timeseries/{name}_var", data=series_var)
     if plan.x_dim:
         f.create_dataset("timeseries/tracking_error", data=tracking)
         f.create_dataset("timeseries/slow_error", data=slow)

@@ -90,6 +90,23 @@ def test_uv_sharpness_is_exact_and_first_above_follows_its_definition(tmp_path, 
         assert data["sharpness/first_above"][0, j] == (hits[0] if hits else -1)
 
 
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_sharpness_timeseries_is_the_ensemble_mean_and_variance(tmp_path, backend):
+    raw = sharp({"name": "uv", "target": 1.0}, {"name": "gd", "lr": 0.3}, backend, steps=40,
+                trajectories=300)
+    raw["observables"]["timeseries"] = {"points": 11}
+    raw["observables"]["paths"] = {"count": 300, "every": 4}
+    data = run_file(tmp_path, raw)
+    np.testing.assert_array_equal(data["timeseries/steps"], data["paths/steps"])
+    lam = np.array([[np.linalg.eigvalsh(uv_hessian(u, v, 1.0))[-1] for u, v in path]
+                    for path in data["paths/theta"][0]])            # [N, 11]
+    np.testing.assert_allclose(data["timeseries/sharpness_mean"][0], lam.mean(axis=0),
+                               rtol=1e-11)
+    np.testing.assert_allclose(data["timeseries/sharpness_var"][0], lam.var(axis=0),
+                               rtol=1e-8, atol=1e-13)
+    assert data["timeseries/sharpness_var"][0, 0] > 0.01
+
+
 def test_gd_on_uv_catapults_to_a_flatter_minimum_in_the_window(tmp_path):
     # From (0.6, 1.6): u v = 0.96, lambda_0 = 2.894. For 2 / lambda_0 < lr < 4 / lambda_0
     # (0.69 .. 1.38) GD cannot settle near the start (linearly unstable there): the loss
@@ -149,21 +166,26 @@ def test_sharpness_agrees_between_cpu_and_numpy(tmp_path):
             np.testing.assert_allclose(cpu[key], ref[key], rtol=1e-12, atol=1e-13, err_msg=key)
 
 
+def cuda_case(backend):
+    raw = sharp(REGRESSION, {"name": "gd", "lr": 0.1}, backend, steps=6, trajectories=32,
+                every=2, iterations=3)
+    raw["observables"]["timeseries"] = {"points": 4}
+    return raw
+
+
 @requires_cuda_sim
 def test_sharpness_on_the_cuda_simulator(tmp_path):
     code = f"""
 import pathlib
-from tests.test_sharpness import sharp, REGRESSION
+from tests.test_sharpness import cuda_case
 from tests.conftest import run_file
-run_file(pathlib.Path({str(tmp_path)!r}),
-         sharp(REGRESSION, {{"name": "gd", "lr": 0.1}}, "cuda", steps=6, trajectories=32,
-               every=2, iterations=3), "cuda.h5")
+run_file(pathlib.Path({str(tmp_path)!r}), cuda_case("cuda"), "cuda.h5")
 print("ok")
 """
     result = cuda_simulator_subprocess(code)
     assert result.returncode == 0, result.stderr[-3000:]
     cuda = read_run(tmp_path / "cuda.h5")
-    cpu = run_file(tmp_path, sharp(REGRESSION, {"name": "gd", "lr": 0.1}, steps=6,
-                                   trajectories=32, every=2, iterations=3), "cpu.h5")
-    for key in ("final/theta", "sharpness/final", "sharpness/first_above"):
-        np.testing.assert_allclose(cpu[key], cuda[key], rtol=1e-12, err_msg=key)
+    cpu = run_file(tmp_path, cuda_case("cpu"), "cpu.h5")
+    for key in ("final/theta", "sharpness/final", "sharpness/first_above",
+                "timeseries/sharpness_mean", "timeseries/sharpness_var"):
+        np.testing.assert_allclose(cpu[key], cuda[key], rtol=1e-11, atol=1e-13, err_msg=key)

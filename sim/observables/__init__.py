@@ -28,6 +28,10 @@ Tracked(...)``, which declares everything about it in one place:
   trajectories at once (``acc`` [slots, n], ``th`` [d, n] float64, ``running``
   [n] bool), written independently of the compiled update so that the
   cpu-vs-numpy tests check one against the other;
+- ``series = True``: with the timeseries observable on, the ensemble mean and
+  variance of its first output at the recorded steps (the value the slot holds there:
+  updated before a step is recorded) go to ``/timeseries/<name>_mean`` and
+  ``/timeseries/<name>_var`` [P, T];
 - ``merge = "rows"``: the slots are per trajectory, so chunks, shards and MPI
   ranks are joined by trajectory index, as ``/final/theta`` is.
 
@@ -61,6 +65,7 @@ class Tracked:
     validate: object = None
     needs: tuple = ()          # model functions it calls, e.g. ("loss",)
     scratch: object = None     # scratch(dim): slot rows after the outputs, not written out
+    series: bool = False       # its first output's ensemble mean and variance in the timeseries
     merge: str = "rows"
     digest: str = ""           # of the module's source: part of the kernel cache key
 

@@ -16,6 +16,11 @@ eigenvalue wherever the Hessian is positive semi-definite or its negative eigenv
 are smaller in magnitude (near minima, and for the edge-of-stability question); a
 negative eigenvalue of larger magnitude would be reported instead. The eigenvector q and
 H q live in 2 d scratch slots of the trajectory.
+
+With the timeseries observable on, ``/timeseries/sharpness_mean`` and
+``/timeseries/sharpness_var`` [P, T] are the ensemble mean and variance at the recorded
+steps of the latest value (computed at that step when it is a multiple of ``every``, so
+choose ``every`` to divide the recorded steps, or 1).
 """
 import numpy as np
 
@@ -140,4 +145,5 @@ OBSERVABLE = Tracked(
     make_reference=make_reference,
     validate=validate,
     scratch=lambda dim: 2 * dim,
+    series=True,
 )
