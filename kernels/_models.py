@@ -35,7 +35,7 @@ import numpy as np
 from ._jit import jitable
 
 __all__ = ["Model", "builtin_model", "user_model", "MAX_COEFFICIENTS", "BUILTIN_MODELS",
-           "linear_regression_data", "REGISTER_FEATURES"]
+           "linear_regression_data", "two_layer_data", "REGISTER_FEATURES"]
 
 MAX_COEFFICIENTS = 12
 # Small scalar functions are inlined into the CPU lane loops, which then vectorise;
@@ -693,6 +693,128 @@ def _uv_sharpness(th, l, p):
     return half_trace + np.sqrt(half_gap * half_gap + cross * cross)
 
 
+# --- two_layer (d = 2 width): f(x) = sum_j a_j act(w_j x), state (w_1..w_W, a_1..a_W);
+# l_i = (f(x_i) - y_i)^2 / 2 on the points of two_layer_data; p = [n, noise_std, x | y] ---
+_TWO_LAYER = {}
+
+
+def _two_layer_functions(width, activation):
+    key = (width, activation)
+    if key in _TWO_LAYER:
+        return _TWO_LAYER[key]
+    W = width
+
+    if activation == "linear":
+        @_inline
+        def act(z):
+            return z
+
+        @_inline
+        def act1(z):
+            return 1.0 + 0.0 * z
+
+        @_inline
+        def act2(z):
+            return 0.0 * z
+    else:
+        @_inline
+        def act(z):
+            return np.tanh(z)
+
+        @_inline
+        def act1(z):
+            t = np.tanh(z)
+            return 1.0 - t * t
+
+        @_inline
+        def act2(z):
+            t = np.tanh(z)
+            return -2.0 * t * (1.0 - t * t)
+
+    @_call
+    def residual(th, l, p, i):
+        n = np.int64(p[0])
+        x = p[2 + i]
+        f = 0.0 * th[0, l] - p[2 + n + i]
+        for j in range(W):
+            f = f + th[W + j, l] * act(th[j, l] * x)
+        return f
+
+    @_call
+    def add_sample_grad(th, l, p, i, scale, out, row):
+        x = p[2 + i]
+        r = scale * residual(th, l, p, i)
+        for j in range(W):
+            z = th[j, l] * x
+            out[row + j, l] = out[row + j, l] + r * th[W + j, l] * act1(z) * x
+            out[row + W + j, l] = out[row + W + j, l] + r * act(z)
+
+    @_call
+    def add_sample_hvp(th, l, p, i, v, vrow, scale, out, row):
+        # H_i v = (grad r . v) grad r + r (Hess r) v.
+        x = p[2 + i]
+        r = residual(th, l, p, i)
+        jv = 0.0 * th[0, l]
+        for j in range(W):
+            z = th[j, l] * x
+            jv = jv + th[W + j, l] * act1(z) * x * v[vrow + j, l] + act(z) * v[vrow + W + j, l]
+        for j in range(W):
+            z = th[j, l] * x
+            a, d1 = th[W + j, l], act1(z)
+            vw, va = v[vrow + j, l], v[vrow + W + j, l]
+            out[row + j, l] = out[row + j, l] + scale * (
+                jv * a * d1 * x + r * (a * act2(z) * x * x * vw + d1 * x * va))
+            out[row + W + j, l] = out[row + W + j, l] + scale * (jv * act(z) + r * d1 * x * vw)
+
+    @_call
+    def loss(th, l, p):
+        n = np.int64(p[0])
+        total = 0.0 * th[0, l]
+        for i in range(n):
+            r = residual(th, l, p, i)
+            total = total + 0.5 * r * r
+        return total / n
+
+    @_call
+    def grad(th, l, p, out, row):
+        n = np.int64(p[0])
+        for k in range(2 * W):
+            out[row + k, l] = 0.0 * th[0, l]
+        for i in range(n):
+            add_sample_grad(th, l, p, i, 1.0 / n, out, row)
+
+    @_call
+    def hvp(th, l, p, v, vrow, out, row):
+        n = np.int64(p[0])
+        for k in range(2 * W):
+            out[row + k, l] = 0.0 * th[0, l]
+        for i in range(n):
+            add_sample_hvp(th, l, p, i, v, vrow, 1.0 / n, out, row)
+
+    @_call
+    def noise_std(th, l, p):
+        return p[1] + 0.0 * th[0, l]
+
+    @_call
+    def noise_var_dir(th, l, p, v, vrow):
+        return 0.0 * th[0, l]
+
+    @_call
+    def n_samples(p):
+        return np.int64(p[0])
+
+    _TWO_LAYER[key] = (loss, grad, hvp, noise_std, noise_var_dir, n_samples, add_sample_grad,
+                       add_sample_hvp)
+    return _TWO_LAYER[key]
+
+
+def two_layer_data(samples, data_seed):
+    """The points of two_layer: x_i ~ N(0, 1), y_i = sin(2 x_i), drawn on the host with
+    numpy's PCG64 from ``data_seed`` (independent of the run's Philox seed)."""
+    x = np.random.Generator(np.random.PCG64(data_seed)).standard_normal(samples)
+    return x, np.sin(2.0 * x)
+
+
 def linear_regression_data(samples, features, eigenvalues, label_noise, data_seed):
     """Synthetic regression data: a_i ~ N(0, diag(eigenvalues)), b_i = a_i.w* + noise.
 
@@ -720,6 +842,8 @@ BUILTIN_MODELS = {
     "linear_regression": "l_i = (a_i . theta - b_i)^2/2 on synthetic data (samples, features, "
                          "eigenvalues, label_noise, data_seed)",
     "uv": "L(u, v) = (u v - target)^2 / 2; sharpness u^2 + v^2 at a minimum",
+    "two_layer": "f(x) = sum_j a_j act(w_j x), l_i = (f(x_i) - y_i)^2/2 on x_i ~ N(0, 1), "
+                 "y_i = sin(2 x_i)",
 }
 
 
@@ -763,6 +887,12 @@ def builtin_model(spec, eps=None):
                      np.concatenate([[n, d], a.ravel(), b]),
                      info={"loss_min": loss_min, "w_min": w_min}, fingerprint=f"dim={d}",
                      gathers=True)
+    if name == "two_layer":
+        width, activation = int(spec.get("width", 8)), spec.get("activation", "tanh")
+        x, y = two_layer_data(int(spec.get("samples", 16)), int(spec.get("data_seed", 0)))
+        return Model(name, 2 * width, *_two_layer_functions(width, activation),
+                     np.concatenate([[x.size, spec.get("noise_std", 0.0)], x, y]),
+                     fingerprint=f"width={width} activation={activation}", gathers=True)
     if name == "uv":
         return Model(name, 2, _uv_loss, _uv_grad, _uv_hvp, _uv_noise_std, _uv_noise_var_dir,
                      _uv_n_samples, _uv_add_grad, _uv_add_hvp,

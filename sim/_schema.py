@@ -126,7 +126,22 @@ MODELS["uv"] = Entry(
     },
     notes=("one sample (the loss itself): finite-sum sgd is gd",),
 )
-VECTOR_MODELS = ("coupled_quadratic", "grooves", "linear_regression", "uv")
+MODELS["two_layer"] = Entry(
+    "a width-W scalar network f(x) = sum_j a_j act(w_j x), state theta = (w_1..w_W, "
+    "a_1..a_W); l_i = (f(x_i) - y_i)^2 / 2 on synthetic points x_i ~ N(0, 1), "
+    "y_i = sin(2 x_i)",
+    {
+        "width": Key("int", 8, "W, hidden units (the state has 2 W coordinates)", minimum=1,
+                     below=129),
+        "samples": Key("int", 16, "n, number of data points", minimum=1, below=100_001),
+        "activation": Key("str", "tanh", "act", choices=("tanh", "linear")),
+        "data_seed": Key("int", 0, "seed of the synthetic points (numpy PCG64)", minimum=0,
+                         below=2**63),
+        "noise_std": Key("float", 0.0, "sqrt(Sigma), the per-coordinate gradient noise of "
+                         "sgd noise = \"gaussian\" and langevin", minimum=0),
+    },
+)
+VECTOR_MODELS = ("coupled_quadratic", "grooves", "linear_regression", "uv", "two_layer")
 SGD_FAMILY = ("sgd", "adam", "adamw")          # dynamics with SGD's gradient estimate
 TWO_SCALE_MODELS = ("coupled_quadratic", "grooves")
 
@@ -141,6 +156,8 @@ def state_dimension(model):
         return model.get("features", 1), 0
     if name == "uv":
         return 2, 0
+    if name == "two_layer":
+        return 2 * model.get("width", 8), 0
     return 1, 0
 
 _ESTIMATE = "g = (1/B) sum_{j<B} l'_{z_j}(theta), z_j uniform with replacement"

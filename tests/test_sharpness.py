@@ -189,3 +189,57 @@ print("ok")
     for key in ("final/theta", "sharpness/final", "sharpness/first_above",
                 "timeseries/sharpness_mean", "timeseries/sharpness_var"):
         np.testing.assert_allclose(cpu[key], cuda[key], rtol=1e-11, atol=1e-13, err_msg=key)
+
+
+TWO_LAYER = {"name": "two_layer", "width": 3, "samples": 10, "activation": "tanh",
+             "data_seed": 4, "noise_std": 0.0}
+
+
+def two_layer_loss(theta):
+    x, y = kernels.two_layer_data(10, 4)
+    w, a = theta[:3], theta[3:]
+    f = (a[:, None] * np.tanh(w[:, None] * x[None, :])).sum(axis=0)
+    return 0.5 * np.mean((f - y) ** 2)
+
+
+def numeric_hessian(loss, theta, h=1e-4):
+    d = theta.size
+    hess = np.zeros((d, d))
+    for i in range(d):
+        for j in range(d):
+            e_i, e_j = np.eye(d)[i] * h, np.eye(d)[j] * h
+            hess[i, j] = (loss(theta + e_i + e_j) - loss(theta + e_i - e_j)
+                          - loss(theta - e_i + e_j) + loss(theta - e_i - e_j)) / (4 * h * h)
+    return hess
+
+
+def test_two_layer_gradient_and_hessian_match_the_network():
+    model = kernels.builtin_model(TWO_LAYER)
+    rng = np.random.default_rng(1)
+    theta = rng.normal(size=6)
+    th = theta[:, None].copy()
+    assert model.loss(th, 0, model.params) == pytest.approx(two_layer_loss(theta), rel=1e-12)
+    grad = np.zeros((6, 1))
+    model.grad(th, 0, model.params, grad, 0)
+    numeric = [(two_layer_loss(theta + e) - two_layer_loss(theta - e)) / 2e-6
+               for e in np.eye(6) * 1e-6]
+    np.testing.assert_allclose(grad[:, 0], numeric, rtol=1e-6, atol=1e-9)
+    hess = np.zeros((6, 6))
+    for k in range(6):
+        out = np.zeros((6, 1))
+        model.hvp(th, 0, model.params, np.eye(6)[:, [k]], 0, out, 0)
+        hess[:, k] = out[:, 0]
+    np.testing.assert_allclose(hess, numeric_hessian(two_layer_loss, theta), rtol=1e-5,
+                               atol=1e-6)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_two_layer_sharpness_is_the_top_eigenvalue(tmp_path, backend):
+    raw = sharp(TWO_LAYER, {"name": "gd", "lr": 0.2}, backend, steps=30, trajectories=64,
+                every=10, iterations=400)
+    raw["init"] = {"normal": {"mean": 0.0, "std": 1.0}}
+    data = run_file(tmp_path, raw)
+    for theta, value in zip(data["final/theta"][0][:8], data["sharpness/final"][0][:8]):
+        eig = np.linalg.eigvalsh(numeric_hessian(two_layer_loss, theta))
+        top = eig[np.argmax(np.abs(eig))]          # power iteration: largest magnitude
+        assert value == pytest.approx(top, rel=1e-4, abs=1e-6)
