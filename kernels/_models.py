@@ -530,6 +530,43 @@ _LINEAR_REGRESSION = {}
 REGISTER_FEATURES = 16
 
 
+def _squared_finite_sum(coordinates, residual, add_sample_grad, add_sample_hvp):
+    """(loss, grad, hvp, n_samples) of L = (1/n) sum_i r_i^2 / 2 with n = p[0], from a
+    model's residual r_i and its per-sample gradient and Hessian-vector product;
+    ``coordinates(p)`` is d."""
+
+    @_call
+    def loss(th, l, p):
+        n = np.int64(p[0])
+        total = 0.0 * th[0, l]
+        for i in range(n):
+            r = residual(th, l, p, i)
+            total = total + 0.5 * r * r
+        return total / n
+
+    @_call
+    def grad(th, l, p, out, row):
+        n = np.int64(p[0])
+        for k in range(coordinates(p)):
+            out[row + k, l] = 0.0 * th[0, l]
+        for i in range(n):
+            add_sample_grad(th, l, p, i, 1.0 / n, out, row)
+
+    @_call
+    def hvp(th, l, p, v, vrow, out, row):
+        n = np.int64(p[0])
+        for k in range(coordinates(p)):
+            out[row + k, l] = 0.0 * th[0, l]
+        for i in range(n):
+            add_sample_hvp(th, l, p, i, v, vrow, 1.0 / n, out, row)
+
+    @_call
+    def n_samples(p):
+        return np.int64(p[0])
+
+    return loss, grad, hvp, n_samples
+
+
 def _linear_regression_functions(d):
     """The functions of linear regression in d features.
 
@@ -570,15 +607,6 @@ def _linear_regression_functions(d):
         return r
 
     @_call
-    def loss(th, l, p):
-        n = np.int64(p[0])
-        total = 0.0 * th[0, l]
-        for i in range(n):
-            r = residual(th, l, p, i)
-            total = total + 0.5 * r * r
-        return total / n
-
-    @_call
     def add_sample_grad(th, l, p, i, scale, out, row):
         d = features(p)
         r = scale * residual(th, l, p, i)
@@ -594,21 +622,8 @@ def _linear_regression_functions(d):
         for k in range(d):
             out[row + k, l] = out[row + k, l] + r * p[first + k]
 
-    @_call
-    def grad(th, l, p, out, row):
-        n = np.int64(p[0])
-        for k in range(features(p)):
-            out[row + k, l] = 0.0 * th[0, l]
-        for i in range(n):
-            add_sample_grad(th, l, p, i, 1.0 / n, out, row)
-
-    @_call
-    def hvp(th, l, p, v, vrow, out, row):
-        n = np.int64(p[0])
-        for k in range(features(p)):
-            out[row + k, l] = 0.0 * th[0, l]
-        for i in range(n):
-            add_sample_hvp(th, l, p, i, v, vrow, 1.0 / n, out, row)
+    loss, grad, hvp, n_samples = _squared_finite_sum(features, residual, add_sample_grad,
+                                                     add_sample_hvp)
 
     @_call
     def noise_std(th, l, p):
@@ -617,10 +632,6 @@ def _linear_regression_functions(d):
     @_call
     def noise_var_dir(th, l, p, v, vrow):
         return 0.0 * th[0, l]
-
-    @_call
-    def n_samples(p):
-        return np.int64(p[0])
 
     _LINEAR_REGRESSION[d] = (loss, grad, hvp, noise_std, noise_var_dir, n_samples,
                              add_sample_grad, add_sample_hvp)
@@ -767,29 +778,11 @@ def _two_layer_functions(width, activation):
             out[row + W + j, l] = out[row + W + j, l] + scale * (jv * act(z) + r * d1 * x * vw)
 
     @_call
-    def loss(th, l, p):
-        n = np.int64(p[0])
-        total = 0.0 * th[0, l]
-        for i in range(n):
-            r = residual(th, l, p, i)
-            total = total + 0.5 * r * r
-        return total / n
+    def coordinates(p):
+        return 2 * W
 
-    @_call
-    def grad(th, l, p, out, row):
-        n = np.int64(p[0])
-        for k in range(2 * W):
-            out[row + k, l] = 0.0 * th[0, l]
-        for i in range(n):
-            add_sample_grad(th, l, p, i, 1.0 / n, out, row)
-
-    @_call
-    def hvp(th, l, p, v, vrow, out, row):
-        n = np.int64(p[0])
-        for k in range(2 * W):
-            out[row + k, l] = 0.0 * th[0, l]
-        for i in range(n):
-            add_sample_hvp(th, l, p, i, v, vrow, 1.0 / n, out, row)
+    loss, grad, hvp, n_samples = _squared_finite_sum(coordinates, residual, add_sample_grad,
+                                                     add_sample_hvp)
 
     @_call
     def noise_std(th, l, p):
@@ -798,10 +791,6 @@ def _two_layer_functions(width, activation):
     @_call
     def noise_var_dir(th, l, p, v, vrow):
         return 0.0 * th[0, l]
-
-    @_call
-    def n_samples(p):
-        return np.int64(p[0])
 
     _TWO_LAYER[key] = (loss, grad, hvp, noise_std, noise_var_dir, n_samples, add_sample_grad,
                        add_sample_hvp)

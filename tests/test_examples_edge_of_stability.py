@@ -18,6 +18,7 @@ def _run(script, tmp_path):
     return result, png
 
 
+@pytest.mark.slow  # about 35 s with its compiles; tests/test_sharpness.py checks the window
 def test_catapult_window_of_gd_on_uv(tmp_path):
     result, png = _run(EXAMPLES / "catapults" / "plot_catapults.py", tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
