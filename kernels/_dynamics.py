@@ -56,7 +56,7 @@ from ._philox import normal_pair, normal_pair32, step_block, uniform_index
 
 __all__ = ["make_step", "make_rule", "Rule", "Layout", "layout", "buffer_rows", "random_rows",
            "random_dtype", "renormaliser", "dynamics_params", "aux_size", "optimiser", "DYNAMICS",
-           "TWO_SCALE_DYNAMICS", "SGD_FAMILY", "BUFFERS"]
+           "TWO_SCALE_DYNAMICS", "SGD_FAMILY", "BUFFERS", "HEAVY_BALL_KEYS"]
 
 _inline = jitable(inline=True)
 Rule = collections.namedtuple("Rule", "draw update tangent_map layout random_dtype")
@@ -86,7 +86,7 @@ SGD_FAMILY = ("sgd", "adam", "adamw")
 # the buffer in aux rows b d .. (b + 1) d - 1.
 BUFFERS = {"momentum": (("momentum", 0),), "adam": (("adam_m", 0), ("adam_v", 1)),
            "adamw": (("adam_m", 0), ("adam_v", 1))}
-_HEAVY_BALL_KEYS = ("momentum", "nesterov", "weight_decay")
+HEAVY_BALL_KEYS = ("momentum", "nesterov", "weight_decay")
 
 
 def dynamics_params(spec):
@@ -125,7 +125,7 @@ def optimiser(spec):
     also at momentum 0), "adam", "adamw", or None (not of the SGD family)."""
     name = spec["name"]
     if name == "sgd":
-        given = any(spec.get(key) is not None for key in _HEAVY_BALL_KEYS)
+        given = any(spec.get(key) is not None for key in HEAVY_BALL_KEYS)
         return "momentum" if given else "plain"
     return name if name in SGD_FAMILY else None
 
@@ -324,22 +324,7 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
     pick = _picker(dim, lay, registers)
     G, H = 0, dim           # rows of buf: gradient, H v
 
-    if name == "gd":
-        @_inline
-        def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
-            lr = d[0]
-            grad(th, l, p, buf, G)
-            for k in range(dim):
-                out[k, l] = th[k, l] - lr * buf[G + k, l]
-            return 0.0
-
-        @_inline
-        def tangent_map(th, aux, v, buf, rnd, l, g, t, key_lo, key_hi, p, d, extra, q):
-            hvp(th, l, p, v, 0, buf, H)
-            for k in range(dim):
-                v[k, l] = v[k, l] - d[0] * buf[H + k, l]
-
-    elif name == "langevin":
+    if name == "langevin":
         @_inline
         def update(th, aux, out, out_aux, buf, rnd, l, g, t, key_lo, key_hi, p, d, q):
             dt = d[0]
@@ -359,7 +344,10 @@ def make_rule(model, name, noise="finite_sum", precision="float64", single_sampl
             for k in range(dim):
                 v[k, l] = v[k, l] - dt * buf[H + k, l] + slope * pick(rnd, l, q + k)
 
-    elif name in SGD_FAMILY:
+    elif name in SGD_FAMILY or name == "gd":
+        # gd is plain SGD on the full gradient (d = [lr]).
+        if name == "gd":
+            noise, kind = "none", "plain"
         estimate, estimate_tangent = _estimator(model, noise, single_sample, lay, pick,
                                                 _inline)
         apply = _optimiser_step(kind, dim, _inline)

@@ -22,7 +22,7 @@ from ._cpu import LANE_DIM, make_cpu_kernel
 from ._dynamics import (SGD_FAMILY, aux_size, buffer_rows, dynamics_params, layout, make_rule,
                         make_step, optimiser, random_dtype, random_rows)
 from ._observe import (I_HIST_BINS, I_HIST_GROUPS, OBSERVABLES, REDUCE_GROUP, series_rows,
-                       tracked_layout)
+                       tracked_layout, ts_columns)
 from ._philox import normal_pair, step_block, uniform01
 from ._reference import make_numpy_kernel
 
@@ -187,7 +187,7 @@ class ChunkKernel:
     @property
     def ts_columns(self):
         """Columns of ``ts_partial``: see kernels._observe (TS_*, series_rows)."""
-        return 4 + 2 * self.dim + 2 * self.series
+        return ts_columns(self.dim, self.series)
 
     def start(self, x_init, g_first, i_first, steps, seed, p, d, conf_i, conf_f, boundaries,
               ts_steps, paths):

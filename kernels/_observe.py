@@ -23,7 +23,7 @@ __all__ = [
     "FP_NONE", "FP_ABOVE", "FP_BELOW", "OBSERVABLES", "diverged", "passed", "histogram_bin",
     "region",
     "batch_group", "REDUCE_GROUP", "watched", "no_error", "make_tracker", "tracked_layout",
-    "tracked_initial", "slot_rows", "series_rows",
+    "tracked_initial", "slot_rows", "series_rows", "ts_columns",
 ]
 
 # Integer configuration slots.
@@ -190,6 +190,12 @@ def series_rows(tracked, dim):
             rows.append(row)
         row += slot_rows(obs, dim)
     return tuple(rows)
+
+
+def ts_columns(dim, n_series=0):
+    """Columns of the timeseries sums on a ``dim``-dimensional state with ``n_series``
+    recorded plug-in slots (TS_* above, then series_rows)."""
+    return TS_STATE + 2 * (dim + n_series)
 
 
 def tracked_initial(tracked, dim):

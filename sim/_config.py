@@ -13,6 +13,7 @@ import math
 import re
 import tomllib
 
+from sgdsim.kernels._dynamics import HEAVY_BALL_KEYS, SGD_FAMILY, aux_size, optimiser
 from sgdsim.sim import _schema, _toml
 from sgdsim.sim._schema import Key
 from sgdsim.sim.observables import PLUGINS
@@ -417,7 +418,7 @@ class _Resolver:
         if two_scale_dynamics and name not in _schema.TWO_SCALE_MODELS:
             self.fail("dynamics.name", f"{_show(dyn)} needs a two-time-scale model "
                                        f"({_known(_schema.TWO_SCALE_MODELS)}; got {_show(name)})")
-        if name in _schema.TWO_SCALE_MODELS and dyn in _schema.SGD_FAMILY:
+        if name in _schema.TWO_SCALE_MODELS and dyn in SGD_FAMILY:
             self.fail("dynamics.name", f"model {_show(name)} has no finite sum for {dyn}: use "
                                        f"two_time_scale (SGD on f(x, eps y)), gd or langevin")
         dim, _ = _schema.state_dimension(model)
@@ -446,8 +447,7 @@ class _Resolver:
             if not all(mu is not None and mu > 0 for mu in momenta):
                 self.fail("dynamics.nesterov", "needs momentum > 0 at every sweep point "
                                                f"(got momentum = {_show(momenta[0])})")
-        buffers = name in ("adam", "adamw") or (name == "sgd" and any(
-            dynamics.get(key) is not None for key in ("momentum", "nesterov", "weight_decay")))
+        buffers = aux_size(optimiser(dynamics), 1) > 0
         if dynamics.get("record_buffers") and not buffers:
             self.fail("dynamics.record_buffers", "plain sgd keeps no buffer: give momentum, "
                                                  "nesterov or weight_decay, or use adam/adamw")
@@ -469,7 +469,7 @@ class _Resolver:
                                    extra=("name",)))
         if name == "sgd":
             # Given or not is what counts (the velocity buffer): leave out those not given.
-            for key in ("momentum", "nesterov", "weight_decay"):
+            for key in HEAVY_BALL_KEYS:
                 if dynamics[key] is None:
                     del dynamics[key]
         return dynamics

@@ -141,7 +141,6 @@ _VECTOR_VARIANTS = {
                              "noise": "gaussian"}),
 }
 # The optimisers' buffers have no tangent: their variants compile without lyapunov.
-_NO_TANGENT = ("adam", "adamw", "momentum", "nesterov", "weight_decay")
 
 
 def _experiment(model, dynamics, dtype, observables, init):
@@ -152,6 +151,7 @@ def _experiment(model, dynamics, dtype, observables, init):
 
 
 def _variants():
+    from sgdsim.kernels._dynamics import aux_size, optimiser
     variants = {}
     for dtype in ("float32", "float64"):
         for model_name, model in _SCALAR_MODELS.items():
@@ -163,8 +163,7 @@ def _variants():
                     model, dynamics, dtype, observables, {"normal": {"mean": 0.0, "std": 1.0}})
         for name, (model, dynamics) in _VECTOR_VARIANTS.items():
             observables = dict(_VECTOR_OBSERVABLES)
-            if "two_time_scale" in dynamics["name"] or any(
-                    key in dynamics or dynamics["name"] == key for key in _NO_TANGENT):
+            if "two_time_scale" in dynamics["name"] or aux_size(optimiser(dynamics), 1):
                 observables.pop("lyapunov")
             variants[f"vector/{name}/{dtype}"] = _experiment(
                 model, dynamics, dtype, observables, {"normal": {"mean": 0.0, "std": 1.0}})

@@ -25,7 +25,8 @@ import numpy as np
 
 from sgdsim.kernels import REDUCE_GROUP
 from sgdsim.kernels._dynamics import BUFFERS, optimiser
-from sgdsim.kernels._observe import TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, slot_rows
+from sgdsim.kernels._observe import (TS_COUNT, TS_LOSS, TS_SLOW, TS_STATE, TS_TRACKING, slot_rows,
+                                     ts_columns)
 
 from ._config import dumps_experiment
 from ._version import FORMAT, FORMAT_VERSION, __version__
@@ -420,7 +421,7 @@ def _check_cover(plan, covered):
 def _write_timeseries(f, plan, trees):
     t = plan.ts_steps.size
     series = [obs.name for obs in enabled(plan.observables) if obs.series]
-    columns = TS_STATE + 2 * plan.dim + 2 * len(series)
+    columns = ts_columns(plan.dim, len(series))
     sums = np.zeros((plan.n_points, t, columns))
     shard_keys = None
     for p, tree in enumerate(trees):

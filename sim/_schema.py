@@ -142,7 +142,7 @@ MODELS["two_layer"] = Entry(
     },
 )
 VECTOR_MODELS = ("coupled_quadratic", "grooves", "linear_regression", "uv", "two_layer")
-SGD_FAMILY = ("sgd", "adam", "adamw")          # dynamics with SGD's gradient estimate
+
 TWO_SCALE_MODELS = ("coupled_quadratic", "grooves")
 
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from sgdsim.kernels import REDUCE_GROUP
 from sgdsim.kernels._dynamics import aux_size, optimiser
-from sgdsim.kernels._observe import slot_rows
+from sgdsim.kernels._observe import series_rows, slot_rows, ts_columns
 
 from ._config import ExperimentError
 from .observables import enabled
@@ -34,6 +34,11 @@ def _threads(backend):
     return numba.get_num_threads()
 
 
+def _ts_columns(plan):
+    """Columns of the timeseries sums (the plug-ins' recorded slots included)."""
+    return ts_columns(plan.dim, len(series_rows(enabled(plan.observables), plan.dim)))
+
+
 def per_trajectory_bytes(plan):
     """Bytes one trajectory of a chunk holds while it runs (state, outputs, buffers)."""
     item = plan.dtype.itemsize
@@ -44,7 +49,7 @@ def per_trajectory_bytes(plan):
     return (2 * d * item                      # theta_0 and the state
             + 4 * 8 + 8 * regions             # steps, growth, occupancy counts
             + 8 * max(slots, 1) + 8 * max(aux, 1) + 8 * d + 8
-            + 8 * (4 + 2 * d) * plan.ts_steps.size / REDUCE_GROUP)   # timeseries sums
+            + 8 * _ts_columns(plan) * plan.ts_steps.size / REDUCE_GROUP)   # timeseries sums
 
 
 def sizes(plan):
@@ -61,7 +66,7 @@ def sizes(plan):
         chunk["observables.histogram.bins"] = (_threads(plan.backend) * plan.hist_groups
                                                * slots)
     if plan.ts_steps.size:
-        file["observables.timeseries.points"] = n_points * plan.ts_steps.size * (4 + 2 * d) * 8
+        file["observables.timeseries.points"] = n_points * plan.ts_steps.size * _ts_columns(plan) * 8
     if plan.path_count:
         paths = plan.path_count * plan.path_steps.size * d * item
         file["observables.paths.count"] = n_points * paths
