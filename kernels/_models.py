@@ -807,18 +807,30 @@ def two_layer_data(samples, data_seed):
 def linear_regression_data(samples, features, eigenvalues, label_noise, data_seed):
     """Synthetic regression data: a_i ~ N(0, diag(eigenvalues)), b_i = a_i.w* + noise.
 
-    The teacher w* ~ N(0, I/d). Drawn on the host with numpy's PCG64 from
-    ``data_seed`` (independent of the run's Philox seed). Returns (A, b, w_min,
-    loss_min): the least-squares solution and its loss.
+    The teacher w* ~ N(0, I/d) (``linear_regression_teacher``). Drawn on the host with
+    numpy's PCG64 from ``data_seed`` (independent of the run's Philox seed). Returns
+    (A, b, w_min, loss_min): the least-squares solution and its loss.
     """
+    a, teacher, noise = _linear_regression_draw(samples, features, eigenvalues, data_seed)
+    b = a @ teacher + label_noise * noise
+    w_min, *_ = np.linalg.lstsq(a, b, rcond=None)
+    residual = a @ w_min - b
+    return a, b, w_min, 0.5 * float(residual @ residual) / samples
+
+
+def linear_regression_teacher(samples, features, eigenvalues, data_seed):
+    """The teacher w* of ``linear_regression_data``: a fresh point a ~ N(0, diag(eigenvalues))
+    has E[(a.theta - b)^2] / 2 = (theta - w*)' diag(eigenvalues) (theta - w*) / 2 +
+    label_noise^2 / 2 (the population loss)."""
+    return _linear_regression_draw(samples, features, eigenvalues, data_seed)[1]
+
+
+def _linear_regression_draw(samples, features, eigenvalues, data_seed):
     rng = np.random.Generator(np.random.PCG64(data_seed))
     eig = np.asarray(eigenvalues, dtype=np.float64)
     a = rng.standard_normal((samples, features)) * np.sqrt(eig)
     teacher = rng.standard_normal(features) / np.sqrt(features)
-    b = a @ teacher + label_noise * rng.standard_normal(samples)
-    w_min, *_ = np.linalg.lstsq(a, b, rcond=None)
-    residual = a @ w_min - b
-    return a, b, w_min, 0.5 * float(residual @ residual) / samples
+    return a, teacher, rng.standard_normal(samples)
 
 
 BUILTIN_MODELS = {

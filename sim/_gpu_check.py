@@ -175,6 +175,12 @@ def _variants():
                 model, {"name": "gd", "lr": 0.1}, dtype,
                 {"sharpness": {"every": 5}, "timeseries": {"points": 5},
                  "divergence": {"threshold": 1e6}}, {"normal": {"mean": 0.5, "std": 1.0}})
+        # GD's orbits beyond the edge: the period plug-in (its ring of 64 states) and the
+        # Lyapunov tangent.
+        variants[f"period/uv/gd/{dtype}"] = _experiment(
+            {"name": "uv", "target": 1.0}, {"name": "gd", "lr": 1.2}, dtype,
+            {"period": {"max": 8}, "lyapunov": {}, "divergence": {"threshold": 1e6}},
+            {"normal": {"mean": 0.5, "std": 1.0}})
     # The kernels of the benchmark workloads, with only what they record compiled in: the
     # specialised kernels a run of them gets (kernels.get_kernel compiles per set of
     # enabled observables).

@@ -152,6 +152,11 @@ MALFORMED = [
     ("occupancy-not-increasing", experiment(extra="[observables]\n"
                                                   "occupancy = { boundaries = [0.0, 0.0] }\n"),
      ["[observables] occupancy.boundaries", "increasing"]),
+    ("period-longer-than-run", experiment(extra="[observables]\nperiod = { max = 16 }\n"),
+     ["[observables] period.max", "2 max - 1 = 31"]),
+    ("period-max-too-large", experiment(run="[run]\ntrajectories = 10\nsteps = 200\n",
+                                        extra="[observables]\nperiod = { max = 33 }\n"),
+     ["[observables] period.max"]),
     ("unknown-observable", experiment(extra="[observables]\nhisto = { lo = 0, hi = 1 }\n"),
      ["[observables] histo", "did you mean histogram"]),
     ("lyapunov-key", experiment(extra="[observables]\nlyapunov = { every = 2 }\n"),

@@ -22,6 +22,7 @@ ALL_OBSERVABLES = {
     "timeseries": {"points": 12, "spacing": "linear"},
     "paths": {"count": 5, "every": 7},
     "loss_min": {"burn_in": 4},
+    "period": {"max": 8, "tol": 1e-3},
 }
 
 

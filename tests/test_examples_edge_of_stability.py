@@ -1,4 +1,4 @@
-"""The edge-of-stability, catapult and optimiser examples run (their quick modes) and
+"""The edge-of-stability, catapult, orbit and optimiser examples run (their quick modes) and
 meet what their scripts check (exit status 0) and print."""
 import re
 import subprocess
@@ -46,3 +46,21 @@ def test_optimisers_example_runs(tmp_path):
                             timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(re.findall(r"excess loss [\d.]+ \+- ", result.stdout)) == 6
+
+
+@pytest.mark.slow  # about 40 s: 41 step sizes x 8000 steps; tests/test_period.py checks GD
+def test_orbits_of_gd_on_uv_double_into_chaos(tmp_path):
+    result, png = _run(EXAMPLES / "catapults" / "plot_orbits.py", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert png.stat().st_size > 10_000
+    rows = {float(m.group(1)): m.group(2) for m in
+            re.finditer(r"^\s*(1\.\d\d)\s+(\S+)", result.stdout, re.M)}
+    assert rows[1.1] == "2" and rows[1.26] == "4" and rows[1.33] == "none"
+
+
+@pytest.mark.slow  # about 15 s: five optimisers on four datasets
+def test_generalisation_example_puts_sgd_at_the_minimum_norm_interpolant(tmp_path):
+    result, png = _run(EXAMPLES / "optimisers" / "generalisation.py", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert png.stat().st_size > 10_000
+    assert len(re.findall(r"minus sgd: [-+][\d.]+ \+- ", result.stdout)) == 4
