@@ -60,7 +60,9 @@ def test_every_kernel_variant_compiles_for_sm90(tmp_path):
         assert 0 < row["occupancy"] <= 1
         ptx = open(row["ptx"]).read()
         assert ".target sm_90" in ptx and ".entry" in ptx
-        if not row["variant"].startswith("vector/"):
+        # d-dimensional states and the period plug-in's ring of 64 states are arrays
+        # indexed at run time, kept in local memory (stack); nothing else may be.
+        if not row["variant"].startswith(("vector/", "period/")):
             assert (row["stack_bytes"], row["spill_stores"], row["spill_loads"]) == (0, 0, 0), row
         assert row["spill_stores"] == 0, row
     # Kernels are specialised to the observables a run enables: the benchmark's Langevin
