@@ -8,6 +8,10 @@ Two workloads, identical for every implementation:
   (the first step t >= 1 with theta_t >= 1 is recorded; -1 if never; no stop).
 * ``SGD``: finite-sum SGD on quadratic_finite_sum, curvatures [4, 1], centers
   [1, 0], lr 0.1, batch 1, theta_0 = 0, final state only.
+* ``MOMENTUM`` and ``ADAM``: the same finite sum and batch with heavy-ball SGD
+  (momentum 0.9, lr 0.01: the same effective step lr / (1 - momentum)) and Adam
+  (lr 0.01, betas 0.9, 0.999, eps 1e-8), PyTorch's conventions, float64 only
+  (an optimiser's buffers are float64 in sgdsim in every run).
 
 Peers: a plain vectorised NumPy loop (numpy.random.Generator, one array
 operation per term, preallocated buffers, in-place updates) and JAX (jit of a
@@ -24,7 +28,7 @@ import numpy as np
 __all__ = [
     "LANGEVIN", "SGD", "WORKLOADS", "experiment", "sgdsim_kernel", "SgdsimWorkload",
     "numpy_langevin", "numpy_sgd", "jax_langevin", "jax_sgd", "NUMPY_PEERS", "JAX_PEERS",
-    "roofline",
+    "roofline", "MOMENTUM", "ADAM", "numpy_momentum", "numpy_adam", "jax_momentum", "jax_adam",
 ]
 
 # ---------------------------------------------------------------- workloads
@@ -48,7 +52,11 @@ SGD = {
     "theta0": 0.0,
 }
 
-WORKLOADS = {"langevin": LANGEVIN, "sgd": SGD}
+MOMENTUM = {**SGD, "lr": 0.01, "momentum": 0.9}
+
+ADAM = {**SGD, "lr": 0.01, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8}
+
+WORKLOADS = {"langevin": LANGEVIN, "sgd": SGD, "momentum": MOMENTUM, "adam": ADAM}
 
 
 def experiment(workload, trajectories, steps, backend="cpu", seed=12345, dtype="float32"):
@@ -72,6 +80,18 @@ def experiment(workload, trajectories, steps, backend="cpu", seed=12345, dtype="
             "model": {"name": "quadratic_finite_sum", "curvatures": w["curvatures"],
                       "centers": w["centers"]},
             "dynamics": {"name": "sgd", "lr": w["lr"], "batch_size": w["batch_size"]},
+            "init": {"value": w["theta0"]},
+            "observables": {},
+        }
+    if workload in ("momentum", "adam"):
+        w = WORKLOADS[workload]
+        dynamics = ({"name": "sgd", "momentum": w["momentum"]} if workload == "momentum" else
+                    {"name": "adam", "beta1": w["beta1"], "beta2": w["beta2"], "eps": w["eps"]})
+        return {
+            "run": run,
+            "model": {"name": "quadratic_finite_sum", "curvatures": w["curvatures"],
+                      "centers": w["centers"]},
+            "dynamics": {**dynamics, "lr": w["lr"], "batch_size": w["batch_size"]},
             "init": {"value": w["theta0"]},
             "observables": {},
         }
@@ -191,7 +211,63 @@ def numpy_sgd(n, steps, seed=0, dtype="float32"):
     return x
 
 
-NUMPY_PEERS = {"langevin": numpy_langevin, "sgd": numpy_sgd}
+def _numpy_gradient(rng, x, h, hc, a, g):
+    """g <- the single-sample gradient h_i x - h_i c_i, i uniform (buffers a, g)."""
+    i = rng.integers(0, h.size, size=x.size)
+    np.take(h, i, out=g)
+    g *= x
+    np.take(hc, i, out=a)
+    g -= a
+    return g
+
+
+def numpy_momentum(n, steps, seed=0, dtype="float64"):
+    """Vectorised NumPy heavy-ball SGD (PyTorch: v <- mu v + g, theta <- theta - lr v, v_0
+    = 0), batch 1, on quadratic_finite_sum; returns theta_T."""
+    w = MOMENTUM
+    rng = np.random.default_rng(seed)
+    h = np.asarray(w["curvatures"], dtype=dtype)
+    hc = h * np.asarray(w["centers"], dtype=dtype)
+    x = np.full(n, w["theta0"], dtype=dtype)
+    v, a, g = np.zeros(n, dtype=dtype), np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
+    for _ in range(steps):
+        _numpy_gradient(rng, x, h, hc, a, g)
+        v *= w["momentum"]
+        v += g
+        np.multiply(v, w["lr"], out=a)
+        x -= a
+    return x
+
+
+def numpy_adam(n, steps, seed=0, dtype="float64"):
+    """Vectorised NumPy Adam (PyTorch's update, bias-corrected, m_0 = v_0 = 0), batch 1,
+    on quadratic_finite_sum; returns theta_T."""
+    w = ADAM
+    rng = np.random.default_rng(seed)
+    b1, b2 = w["beta1"], w["beta2"]
+    h = np.asarray(w["curvatures"], dtype=dtype)
+    hc = h * np.asarray(w["centers"], dtype=dtype)
+    x = np.full(n, w["theta0"], dtype=dtype)
+    m, v = np.zeros(n, dtype=dtype), np.zeros(n, dtype=dtype)
+    a, g = np.empty(n, dtype=dtype), np.empty(n, dtype=dtype)
+    for t in range(1, steps + 1):
+        _numpy_gradient(rng, x, h, hc, a, g)
+        m *= b1
+        m += (1 - b1) * g
+        g *= g
+        v *= b2
+        v += (1 - b2) * g
+        np.multiply(v, 1.0 / (1 - b2 ** t), out=a)      # theta -= lr mhat / (sqrt(vhat) + eps)
+        np.sqrt(a, out=a)
+        a += w["eps"]
+        np.divide(m, a, out=a)
+        a *= w["lr"] / (1 - b1 ** t)
+        x -= a
+    return x
+
+
+NUMPY_PEERS = {"langevin": numpy_langevin, "sgd": numpy_sgd, "momentum": numpy_momentum,
+               "adam": numpy_adam}
 
 
 # ---------------------------------------------------------------- JAX peer
@@ -247,7 +323,48 @@ def _jax_functions():
         (x, _), _ = jax.lax.scan(step, (x0, key), None, length=steps)
         return x
 
-    _JAX_CACHE.update(langevin=langevin, sgd=sgd, jax=jax)
+    def gradient(key, x, h, c):
+        i = jax.random.randint(key, x.shape, 0, h.shape[0])
+        return h[i] * (x - c[i])
+
+    @functools.partial(jax.jit, static_argnums=(1, 2, 3))
+    def momentum(key, n, steps, dtype="float64"):
+        w = MOMENTUM
+        f = jnp.dtype(dtype)
+        h, c = jnp.asarray(w["curvatures"], dtype=f), jnp.asarray(w["centers"], dtype=f)
+
+        def step(carry, _):
+            x, v, key = carry
+            key, sub = jax.random.split(key)
+            v = w["momentum"] * v + gradient(sub, x, h, c)
+            return (x - w["lr"] * v, v, key), None
+
+        zero = jnp.zeros((n,), dtype=f)
+        (x, _, _), _ = jax.lax.scan(step, (zero + w["theta0"], zero, key), None, length=steps)
+        return x
+
+    @functools.partial(jax.jit, static_argnums=(1, 2, 3))
+    def adam(key, n, steps, dtype="float64"):
+        w = ADAM
+        f = jnp.dtype(dtype)
+        h, c = jnp.asarray(w["curvatures"], dtype=f), jnp.asarray(w["centers"], dtype=f)
+        b1, b2 = w["beta1"], w["beta2"]
+
+        def step(carry, t):
+            x, m, v, key = carry
+            key, sub = jax.random.split(key)
+            g = gradient(sub, x, h, c)
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            update = (m / (1 - b1 ** t)) / (jnp.sqrt(v / (1 - b2 ** t)) + w["eps"])
+            return (x - w["lr"] * update, m, v, key), None
+
+        zero = jnp.zeros((n,), dtype=f)
+        (x, _, _, _), _ = jax.lax.scan(step, (zero + w["theta0"], zero, zero, key),
+                                       jnp.arange(1, steps + 1, dtype=f))
+        return x
+
+    _JAX_CACHE.update(langevin=langevin, sgd=sgd, momentum=momentum, adam=adam, jax=jax)
     return _JAX_CACHE
 
 
@@ -266,7 +383,10 @@ def _jax_peer(name):
 
 jax_langevin = _jax_peer("langevin")
 jax_sgd = _jax_peer("sgd")
-JAX_PEERS = {"langevin": jax_langevin, "sgd": jax_sgd}
+jax_momentum = _jax_peer("momentum")
+jax_adam = _jax_peer("adam")
+JAX_PEERS = {"langevin": jax_langevin, "sgd": jax_sgd, "momentum": jax_momentum,
+             "adam": jax_adam}
 
 
 # ---------------------------------------------------------------- rooflines

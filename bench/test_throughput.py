@@ -16,6 +16,11 @@ WORKLOADS = ["langevin", "sgd"]
 CASES = [("langevin", "langevin", "float32"), ("sgd", "sgd", "float32"),
          ("sgd-f64", "sgd", "float64")]
 _IDS = [case[0] for case in CASES]
+# The optimisers (float64: their buffers are float64 in every run): sgdsim and the peers,
+# no roofline.
+OPTIMISER_CASES = [("momentum-f64", "momentum", "float64"), ("adam-f64", "adam", "float64")]
+ALL_CASES = CASES + OPTIMISER_CASES
+_ALL_IDS = [case[0] for case in ALL_CASES]
 # The numpy backend of sgdsim is a slow readable reference: benchmark it small.
 REFERENCE_SIZE = (1 << 14, 16)
 
@@ -31,6 +36,18 @@ def _check(workload, steps, result, first=None):
     if workload == "sgd":
         # E theta_{t+1} = 0.75 E theta_t + 0.2 from theta_0 = 0: mean 0.8 (1 - 0.75^t).
         assert abs(float(x.mean()) - 0.8 * (1 - 0.75**steps)) < 0.05
+    elif workload == "momentum":
+        # The mean is linear: E g = 2.5 E theta - 2, E v' = 0.9 E v + E g, E theta' = E theta
+        # - 0.01 E v'.
+        mean, velocity = 0.0, 0.0
+        for _ in range(steps):
+            velocity = 0.9 * velocity + 2.5 * mean - 2.0
+            mean -= 0.01 * velocity
+        assert abs(float(x.mean()) - mean) < 0.05
+    elif workload == "adam":
+        # No closed form: from 0, steps of about lr = 0.01 toward the minimum 0.8 of the mean
+        # loss (the minima of the samples are 0 and 1), and a spread across trajectories.
+        assert 0.0 < float(x.mean()) < 1.0 and float(x.std()) > 0.0
     else:
         assert abs(float(x.mean()) + 1.0) < 0.1    # still in the left well after a short run
     if first is not None:
@@ -39,10 +56,10 @@ def _check(workload, steps, result, first=None):
 
 
 def _extra(workload, dtype):
-    return {"dtype": dtype} if workload == "sgd" else {}
+    return {"dtype": dtype} if workload != "langevin" else {}
 
 
-@pytest.mark.parametrize("label, workload, dtype", CASES, ids=_IDS)
+@pytest.mark.parametrize("label, workload, dtype", ALL_CASES, ids=_ALL_IDS)
 def test_sgdsim_cpu(benchmark, record_throughput, size, label, workload, dtype):
     n, steps = size
     run = peers.sgdsim_kernel(workload, n, steps, backend="cpu", dtype=dtype)
@@ -73,7 +90,7 @@ def test_sgdsim_numpy_backend_small(benchmark, record_throughput, workload):
     record_throughput(workload, f"sgdsim-numpy (n=2^{n.bit_length() - 1},T={steps})", n, steps)
 
 
-@pytest.mark.parametrize("label, workload, dtype", CASES, ids=_IDS)
+@pytest.mark.parametrize("label, workload, dtype", ALL_CASES, ids=_ALL_IDS)
 def test_numpy_peer(benchmark, record_throughput, size, label, workload, dtype):
     n, steps = size
     fn = peers.NUMPY_PEERS[workload]
@@ -85,7 +102,7 @@ def test_numpy_peer(benchmark, record_throughput, size, label, workload, dtype):
     record_throughput(label, "numpy-peer", n, steps)
 
 
-@pytest.mark.parametrize("label, workload, dtype", CASES, ids=_IDS)
+@pytest.mark.parametrize("label, workload, dtype", ALL_CASES, ids=_ALL_IDS)
 def test_jax_peer(benchmark, record_throughput, size, label, workload, dtype):
     pytest.importorskip("jax")
     n, steps = size

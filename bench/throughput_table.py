@@ -39,7 +39,7 @@ def _worker(impl, workload, n, steps, repeat, dtype="float32"):
         from sgdsim import kernels  # noqa: F401  (imports numba and the kernels before the baseline)
     elif impl == "jax-peer":
         import jax  # noqa: F401
-    extra = {"dtype": dtype} if workload == "sgd" else {}
+    extra = {"dtype": dtype} if workload != "langevin" else {}
     if impl.startswith("sgdsim"):
         run = peers.sgdsim_kernel(workload, n, steps, backend=impl.split("-", 1)[1], dtype=dtype)
         fn = run
@@ -149,17 +149,21 @@ def main():
     print("| workload | dtype | implementation | traj-steps/s | x NumPy | x JAX | x roofline "
           "| peak RSS (MiB) |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for workload, dtype in (("langevin", "float32"), ("sgd", "float32"), ("sgd", "float64")):
+    optimisers = [impl for impl in impls if impl not in ("roofline", "philox-blocks")]
+    for workload, dtype, which in (("langevin", "float32", impls), ("sgd", "float32", impls),
+                                   ("sgd", "float64", impls),
+                                   ("momentum", "float64", optimisers),
+                                   ("adam", "float64", optimisers)):
         results = {impl: _spawn(["--worker", impl, workload, str(n), str(steps), repeat, dtype])
-                   for impl in impls}
+                   for impl in which}
         numpy_rate = results["numpy-peer"]["rate"]
         jax_rate = results.get("jax-peer", {}).get("rate")
-        roof_rate = results["roofline"]["rate"]
+        roof_rate = results.get("roofline", {}).get("rate")
         for impl, r in results.items():
             x_jax = f"{r['rate'] / jax_rate:.2f}" if jax_rate else "-"
+            x_roof = f"{r['rate'] / roof_rate:.2f}" if roof_rate else "-"
             print(f"| {workload} | {dtype} | {impl} | {r['rate']:.3g} | "
-                  f"{r['rate'] / numpy_rate:.2f} | {x_jax} | {r['rate'] / roof_rate:.2f} "
-                  f"| {r['peak_mib']:.0f} |")
+                  f"{r['rate'] / numpy_rate:.2f} | {x_jax} | {x_roof} | {r['peak_mib']:.0f} |")
 
     short = 16
     print(f"\nPeak RSS (MiB), langevin, against trajectories and steps; the slope is "
