@@ -385,3 +385,61 @@ def final_moments(final_theta) -> dict:
     return {"mean": est["estimate"], "mean_stderr": est["stderr"], "mean_ci95": est["ci95"],
             "var": var, "var_stderr": var_se, "var_ci95": (var - Z95 * var_se, var + Z95 * var_se),
             "trajectories": int(n)}
+
+
+def splitting(probability, loop_steps=None, reactive_steps=None) -> dict:
+    """P(B before A) and the mean first-passage time from independent AMS runs.
+
+    ``probability`` [runs]: one unbiased estimate per run (NaN: a run that gave up). p is
+    their mean, with stderr sd / sqrt(runs) and a 95 % Student-t interval (the CLT over
+    runs; lower end clipped at 0). The interval is flagged (``warning``) when it cannot be
+    trusted: fewer than 10 runs, or a sample skewness above 2 (the estimates of a few runs
+    carry the mean, and the CLT interval undercovers). With ``loop_steps`` and
+    ``reactive_steps`` [runs] (per-run means), the mean first-passage time
+
+        T = (1 / p - 1) L + R,   L, R the means over runs,
+
+    with stderr by the delta method (p, L and R independent) and a 95 % interval
+    T exp(+-1.96 stderr / T) (T is positive and skewed with 1 / p).
+    """
+    values = np.asarray(probability, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    runs = int(finite.size)
+    out = {"runs": runs, "failed_runs": int(values.size - runs), "p": math.nan,
+           "p_stderr": math.nan, "p_ci95": (math.nan, math.nan), "relative_stderr": math.nan,
+           "warning": None}
+    if runs == 0:
+        out["warning"] = "no run finished"
+        return out
+    p = float(finite.mean())
+    stderr = float(finite.std(ddof=1) / math.sqrt(runs)) if runs > 1 else math.nan
+    low, high = t_interval(p, stderr, runs - 1)
+    out.update(p=p, p_stderr=stderr, p_ci95=(max(low, 0.0), high),
+               relative_stderr=stderr / p if p > 0 else math.nan)
+    skew = float(stats.skew(finite)) if runs > 2 and finite.std() > 0 else 0.0
+    out["skewness"] = skew
+    if runs < 10:
+        out["warning"] = f"only {runs} runs: the CLT interval is rough"
+    elif skew > 2.0:
+        out["warning"] = (f"the {runs} runs' estimates are skewed (skewness {skew:.1f}): the "
+                          "interval may undercover; use more runs or more replicas")
+    if loop_steps is None or reactive_steps is None:
+        return out
+    loops = np.asarray(loop_steps, dtype=np.float64)
+    reactive = np.asarray(reactive_steps, dtype=np.float64)
+    loops, reactive = loops[np.isfinite(loops)], reactive[np.isfinite(reactive)]
+    if not loops.size or not reactive.size or not p > 0:
+        return out
+    mean_loop, mean_reac = float(loops.mean()), float(reactive.mean())
+
+    def var_of_mean(x):
+        return float(x.var(ddof=1) / x.size) if x.size > 1 else 0.0
+
+    time = (1.0 / p - 1.0) * mean_loop + mean_reac
+    t_stderr = math.sqrt((mean_loop / p ** 2) ** 2 * stderr ** 2
+                         + (1.0 / p - 1.0) ** 2 * var_of_mean(loops) + var_of_mean(reactive))
+    spread = math.exp(Z95 * t_stderr / time) if time > 0 else math.nan
+    out.update(mfpt_steps=time, mfpt_stderr=t_stderr,
+               mfpt_ci95=(time / spread, time * spread), loop_steps=mean_loop,
+               reactive_steps=mean_reac)
+    return out

@@ -177,8 +177,43 @@ def summarize_point(run: RunFile, point: int) -> dict:
     tracked = per_trajectory_observables(run, point)
     if tracked:
         out["tracked"] = tracked
+    if run.has("splitting/probability"):
+        out["splitting"] = splitting_entry(run, point, params, dt)
+        return out
     out["theory"] = _theory.point_theory(params, histogram)
     return out
+
+
+def splitting_entry(run: RunFile, point: int, params: dict, dt) -> dict:
+    """A splitting run's estimates at one sweep point (estimators.splitting), with the exact
+    answers of 1-D Langevin beside them: P(b before a) from theta_0 (the scale function:
+    for start = "init") and the MFPT from theta_0 to b with Kramers' (quadrature; the
+    continuous process, so the chain's Euler-Maruyama bias is part of the difference)."""
+    spl = params["splitting"]
+    boundary = spl.get("start", "boundary") == "boundary"
+    entry = est.splitting(run.read("splitting/probability")[point],
+                          run.read("splitting/loop_steps")[point] if boundary else None,
+                          run.read("splitting/reactive_steps")[point] if boundary else None)
+    entry.update(start=spl.get("start", "boundary"), a=spl["a"], b=spl["b"],
+                 iterations=float(np.mean(run.read("splitting/iterations")[point])),
+                 cost_steps=float(np.mean(run.read("splitting/cost")[point])))
+    theory = {}
+    init, dyn = params.get("init", {}), params.get("dynamics", {})
+    one_d = int(run.attrs.get("dim", 1)) == 1 and spl.get("score", "theta") == "theta"
+    if dyn.get("name") == "langevin" and one_d and "value" in init:
+        try:
+            if not boundary:
+                theory["p_exact"] = _theory.langevin_splitting_probability(
+                    params["model"], dyn["temperature"], init["value"], spl["a"], spl["b"])
+            mfpt = _theory.langevin_mfpt(params["model"], dyn["temperature"], init["value"],
+                                         spl["b"])
+            theory["mfpt_exact_steps"] = mfpt["time"] / dt
+            if mfpt["kramers_time"] is not None:
+                theory["mfpt_kramers_steps"] = mfpt["kramers_time"] / dt
+        except _theory.TheoryUnavailable as exc:
+            theory["unavailable"] = str(exc)
+    entry["theory"] = theory
+    return entry
 
 
 def per_trajectory_observables(run: RunFile, point: int) -> dict:
@@ -299,6 +334,9 @@ def summarize(run) -> dict:
     regimes = regimes_summary(run)
     if regimes:
         extra["regimes"] = regimes
+    if "splitting" in run.experiment:
+        extra["splitting"] = {k: run.experiment["splitting"][k]
+                              for k in ("runs", "replicas", "kill")}
     steady = steady_state_summary(run)
     if steady:
         extra["steady_state_error"] = steady
@@ -441,6 +479,21 @@ def summary_rows(point: dict) -> list:
                 rows.append((group, f"{output} var", _fmt(m["var"])))
         if entry["missing"]:
             rows.append((group, "trajectories without a value", str(entry["missing"])))
+    if "splitting" in point:
+        sp = point["splitting"]
+        rows.append(("splitting", f"p = P(b = {_fmt(sp['b'])} before a = {_fmt(sp['a'])}) "
+                                  f"from {'A' if sp['start'] == 'boundary' else 'theta_0'}",
+                     _pm(sp["p"], sp["p_stderr"], sp["p_ci95"])
+                     + f"  ({sp['runs']} runs, relative stderr {_fmt(sp['relative_stderr'])})"))
+        if "mfpt_steps" in sp:
+            rows.append(("splitting", "mean first-passage steps",
+                         _pm(sp["mfpt_steps"], sp["mfpt_stderr"], sp["mfpt_ci95"])))
+        rows.append(("splitting", "iterations a run (cost in steps)",
+                     f"{_fmt(sp['iterations'])} ({_fmt(sp['cost_steps'])})"))
+        if sp["warning"]:
+            rows.append(("splitting", "warning", sp["warning"]))
+        for key, value in sp["theory"].items():
+            rows.append(("theory", key, value if key == "unavailable" else _fmt(value)))
     for key, value in point.get("theory", {}).items():
         if key == "unavailable":
             continue
@@ -450,8 +503,14 @@ def summary_rows(point: dict) -> list:
 
 def format_table(summary: dict) -> str:
     """Human-readable text table of a summary, one block per sweep point."""
-    lines = [f"{summary['file']}: {summary['model']} / {summary['dynamics']}, "
-             f"{summary['trajectories']} trajectories x {summary['steps']} steps, {len(summary['points'])} point(s)"]
+    if "splitting" in summary:
+        spl = summary["splitting"]
+        size = (f"AMS, {spl['runs']} runs x {spl['replicas']} replicas (kill {spl['kill']}), "
+                f"paths capped at {summary['steps']} steps")
+    else:
+        size = f"{summary['trajectories']} trajectories x {summary['steps']} steps"
+    lines = [f"{summary['file']}: {summary['model']} / {summary['dynamics']}, {size}, "
+             f"{len(summary['points'])} point(s)"]
     failing = [p["point"] for p in summary["points"] if "failures" in p]
     if failing:
         lines.append(f"WARNING: trajectories became non-finite or diverged at point(s) "

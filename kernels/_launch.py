@@ -349,6 +349,18 @@ def _numba_cache_dir(path):
         numba.config.CACHE_DIR = previous
 
 
+def layout_of(dynamics, dtype, dim):
+    """(noise, precision, single_sample, optimiser kind, random Layout) of a resolved
+    ``[dynamics]`` table and state dtype: what a compiled step depends on besides the
+    model."""
+    name = dynamics["name"]
+    noise = dynamics.get("noise", "finite_sum")
+    precision = "float32" if np.dtype(dtype) == np.float32 else "float64"
+    single = name in SGD_FAMILY and dynamics.get("batch_size", 1) == 1
+    kind = optimiser(dynamics) or "plain"
+    return noise, precision, single, kind, layout(name, noise, dim, single)
+
+
 def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=True,
                tracked=()):
     """The chunk kernel for a model, a resolved ``[dynamics]`` table and a dtype.
@@ -365,10 +377,7 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
     """
     dtype = np.dtype(dtype)
     name = dynamics["name"]
-    noise = dynamics.get("noise", "finite_sum")
-    precision = "float32" if dtype == np.float32 else "float64"
-    single = name in SGD_FAMILY and dynamics.get("batch_size", 1) == 1
-    kind = optimiser(dynamics) or "plain"
+    noise, precision, single, kind, lay = layout_of(dynamics, dtype, model.dim)
     aux = aux_size(kind, model.dim)
     observables = frozenset(observables) & OBSERVABLES
     tangent = "lyapunov" in observables
@@ -377,7 +386,6 @@ def get_kernel(backend, model, dynamics, dtype, observables=OBSERVABLES, cache=T
     key = (backend, model.specialisation, name, kind, noise, precision, single, observables,
            plugins,
            (dtype, len(model.params)) if backend == "cuda" else None)
-    lay = layout(name, noise, model.dim, single)
     if key not in _KERNELS:
         rows = (buffer_rows(model.dim, lay), random_rows(lay), random_dtype(precision, lay))
         variant = (f"{name}|{kind}|{noise}|{precision}|single={single}|"

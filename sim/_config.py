@@ -209,7 +209,7 @@ class _Resolver:
         sweep = self.sweep(sweep, {"model": model, "dynamics": dynamics, "init": init})
         self.compatible(model, dynamics, init, observables)
         self.optimiser(dynamics, observables, sweep)
-        return {
+        resolved = {
             "run": run,
             "model": model,
             "dynamics": dynamics,
@@ -217,6 +217,54 @@ class _Resolver:
             "observables": observables,
             "sweep": sweep,
         }
+        if "splitting" in raw:
+            if "trajectories" in (raw.get("run") or {}):
+                self.fail("run.trajectories", "is not used by a [splitting] run (it runs "
+                                              "splitting.replicas x splitting.runs paths)")
+            resolved["splitting"] = self.splitting(raw["splitting"], run, model, observables)
+        return resolved
+
+    def splitting(self, raw, run, model, observables):
+        """[splitting]: its keys and the rules across them (SPLITTING's notes)."""
+        spl = self.table(_schema.SPLITTING.keys, raw, "splitting", "[splitting]")
+        if not spl["a"] < spl["b"]:
+            self.fail("splitting.b", f"must be > splitting.a = {spl['a']:g} (got {spl['b']:g})")
+        if spl["kill"] >= spl["replicas"]:
+            self.fail("splitting.kill", f"must be < splitting.replicas = {spl['replicas']} "
+                                        f"(got {spl['kill']})")
+        dim, _ = _schema.state_dimension(model)
+        score = spl["score"]
+        if score.startswith("-"):        # a built-in score negated: escape towards lower values
+            score = score[1:]
+            if not (score in ("theta", "norm") or score.startswith("coordinate:")):
+                self.fail("splitting.score", 'a leading "-" negates "theta", "coordinate:K" '
+                                             f'or "norm" (got {_show(spl["score"])})')
+        if score == "theta" and dim != 1:
+            self.fail("splitting.score", f'"theta" needs a 1-D state (d = {dim}): use '
+                                         '"coordinate:K", "norm" or a function')
+        if score.startswith("coordinate:"):
+            index = score.split(":", 1)[1]
+            if not index.isdigit() or int(index) >= dim:
+                self.fail("splitting.score", f"must be coordinate:K with 0 <= K < {dim} "
+                                             f"(got {_show(score)})")
+        elif score not in ("theta", "norm"):
+            module_name, _, attr = score.partition(":")
+            if not module_name or not attr:
+                self.fail("splitting.score", 'must be "theta", "coordinate:K", "norm" or '
+                                             f'"package.module:function" (got {_show(score)})')
+            try:
+                target = importlib.import_module(module_name)
+            except ImportError as exc:
+                self.fail("splitting.score", f"cannot import {module_name!r}: {exc}")
+            if not callable(getattr(target, attr, None)):
+                self.fail("splitting.score", f"{module_name!r} has no function {attr!r}")
+        if observables:
+            self.fail("observables", "is not used by a [splitting] run (it records "
+                                     "/splitting only): remove it")
+        if run["backend"] not in ("auto", "cpu"):
+            self.fail("run.backend", f"splitting runs on the cpu backend (got "
+                                     f"{_show(run['backend'])})")
+        return spl
 
     # ----- generic values and tables
 
@@ -625,7 +673,9 @@ def dumps_experiment(experiment):
     """The resolved experiment as TOML text (stored in the run file); `loads_experiment` of
     it gives it back."""
     tables = {table: experiment.get(table) or {} for table in _schema.TABLES
-              if table != "sweep" or experiment.get("sweep")}
+              if table not in ("sweep", "splitting") or experiment.get(table)}
+    if "splitting" in tables:       # its paths are replicas x runs, not [run] trajectories
+        tables["run"] = {k: v for k, v in tables["run"].items() if k != "trajectories"}
     text = _toml.dumps(tables)
     tomllib.loads(text)  # what we store must read back
     return text

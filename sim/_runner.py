@@ -76,6 +76,13 @@ def run_experiment(experiment, out_path, overwrite=False, quiet=False, shard=Non
     before anything is written (``_sizing``) unless ``force``.
     """
     out_path = os.fspath(out_path)
+    if "splitting" in experiment:
+        if mpi or shard is not None:
+            raise ExperimentError(source or out_path, "splitting",
+                                  "runs in one process: not with --mpi or --shard")
+        from ._splitting import run_splitting
+        return run_splitting(experiment, out_path, overwrite=overwrite, quiet=quiet,
+                             source=source, checkpoint_seconds=checkpoint_seconds)
     if mpi:
         return run_mpi(experiment, out_path, overwrite=overwrite, quiet=quiet, source=source)
     if os.path.exists(out_path) and not overwrite:
@@ -143,12 +150,23 @@ def resume_run(path, quiet=False, checkpoint_seconds=None):
             fmt = f.attrs.get("format")
             version = f.attrs.get("format_version")
             has_checkpoint = "checkpoint" in f
+            text = f.attrs.get("experiment", "")
+            complete = bool(f.attrs.get("complete", False))
     except OSError as exc:
         raise ExperimentError(path, None, f"not a readable HDF5 run file ({exc})") from None
     if fmt not in (FORMAT, FORMAT.encode()):
         raise ExperimentError(path, None, f"not an sgdsim run file (format = {fmt!r})")
     if version != FORMAT_VERSION:
         raise ExperimentError(path, "format_version", other_format(version))
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    if "[splitting]" in text:
+        experiment = resolve_experiment(tomllib.loads(text), path)
+        if complete:
+            if not quiet:
+                print(f"sgdsim: {path} is complete; nothing to resume", file=sys.stderr)
+            return path
+        from ._splitting import resume_splitting
+        return resume_splitting(path, experiment, quiet, checkpoint_seconds)
     try:
         ckpt = Checkpoint.load(path, _plan_from_attrs(path))
     except KeyError as exc:

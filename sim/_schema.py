@@ -24,6 +24,7 @@ __all__ = [
     "VECTOR_MODELS",
     "TWO_SCALE_MODELS",
     "state_dimension",
+    "SPLITTING",
 ]
 
 
@@ -367,5 +368,36 @@ SWEEP_NOTES = (
     "trajectories and steps fix dataset shapes, dtype/backend/chunk choose the kernel",
 )
 
+# [splitting]: adaptive multilevel splitting instead of a plain run (sim._splitting).
+SPLITTING = Entry(
+    "adaptive multilevel splitting: P(reach B = {score >= b} before A = {score <= a}) and "
+    "the mean first-passage time to B; run.steps caps a path's length (replicas x runs "
+    "paths: run.trajectories is not used)",
+    {
+        "method": Key("str", "ams", "the splitting algorithm", choices=("ams",)),
+        "replicas": Key("int", 100, "replicas n of each run", minimum=2, below=2**31),
+        "kill": Key("int", 1, "k: the replicas at or below the k-th smallest maximum score "
+                              "are killed each iteration (ties all)", minimum=1),
+        "runs": Key("int", 10, "independent AMS runs per sweep point (the interval)",
+                    minimum=1, below=2**20),
+        "score": Key("str", "theta", 'the reaction coordinate: "theta" (d = 1), '
+                                     '"coordinate:K", "norm", one of these negated ("-theta": '
+                                     'escape towards lower theta) or "package.module:function" '
+                                     "(a numba-compilable f(theta) of the state vector)"),
+        "a": Key("float", REQUIRED, "A = {score <= a}"),
+        "b": Key("float", REQUIRED, "B = {score >= b}, b > a"),
+        "max_iterations": Key("int", 1_000_000, "iterations after which a run gives up "
+                                                "(its probability is then NaN)", minimum=1),
+        "start": Key("str", "boundary", "boundary: each replica first loops from theta_0 "
+                                        "into A and back to score(theta_0), and starts there "
+                                        "(p from A's boundary, and the MFPT); init: at "
+                                        "theta_0 (p from theta_0, no MFPT)",
+                     choices=("boundary", "init")),
+    },
+    notes=("not with [observables] (a splitting run records /splitting only), --shard or "
+           "--mpi; backend cpu (auto picks it)",
+           "theta_0 must lie between A and B: a < score(theta_0) < b"),
+)
+
 # The tables of an experiment file, in the order they are resolved.
-TABLES = ("run", "model", "dynamics", "init", "observables", "sweep")
+TABLES = ("run", "model", "dynamics", "init", "observables", "sweep", "splitting")

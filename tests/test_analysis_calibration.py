@@ -1,10 +1,6 @@
 """Calibration: over many independent synthetic data sets with fixed seeds, 95 % intervals cover
 the exact value 92-98 % of the time (Lyapunov exponent, censored escape rate, SGD stationary mean)."""
-
-import math
-
 import numpy as np
-import pytest
 
 from sgdsim.analysis import _estimators as est
 from sgdsim.analysis import _theory as th

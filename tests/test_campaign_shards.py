@@ -6,7 +6,7 @@ import pytest
 from sgdsim import sim
 from sgdsim.sim._plan import shard_range
 from sgdsim.sim._runfile import TreeSum
-from tests._campaign import assert_same_datasets, f2_sweep, sgdsim, to_toml
+from tests._campaign import assert_same_datasets, f2_sweep, sgdsim
 
 
 def _resolved(raw):

@@ -1,7 +1,5 @@
 """Reproducibility across chunks and threads, agreement across backends, user models."""
-import json
 import os
-import pathlib
 import subprocess
 import sys
 

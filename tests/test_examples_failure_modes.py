@@ -186,3 +186,25 @@ def test_experiment_files_resolve():
         for name in names:
             experiment = sim.load_experiment(check.HERE / f"{name}.toml")
             assert experiment["model"]["name"] in ("polynomial", "quadratic_finite_sum")
+
+
+@pytest.mark.slow  # about 60 s: AMS at three step sizes and the quick brute-force F1
+def test_f1_at_the_paper_scale_quick(tmp_path):
+    """f1_paper_scale.py --quick: AMS agrees with brute force and with the exact chain (or
+    the diffusion) at every step size, its slope with 2 dU, and the extrapolation to
+    SCIENCE's dV = 100 lands within 3 of its standard errors of the exact line's."""
+    import sys
+    sys.path.insert(0, str(CHECK.parent))
+    try:
+        import f1_paper_scale as example
+    finally:
+        sys.path.remove(str(CHECK.parent))
+    result = example.measure(tmp_path, quick=True)
+    failed = [f"{c['check']}: {c['detail']}" for c in result["checks"] if not c["passed"]]
+    assert not failed, failed
+    summary = result["summary"]
+    assert abs(summary["paper_log10_steps"] - summary["paper_log10_exact_line"]) \
+        <= 3 * summary["paper_log10_se"]
+    assert max(r["mfpt"] for r in result["rows"]) > 1e13     # beyond brute force
+    example.figure(result, tmp_path / "f1.png")
+    assert (tmp_path / "f1.png").stat().st_size > 10_000
