@@ -23,6 +23,8 @@ and leaves its state, step and outcome in place:
 Every mode stops at t_max (TIMEOUT) and on a non-finite score (NON_FINITE). ``point[r]``
 selects the row of ``p`` and ``d`` (the sweep point's model and dynamics parameters).
 """
+import math
+
 import numba
 import numpy as np
 
@@ -30,7 +32,7 @@ from ._cpu import compile_cpu
 from ._dynamics import aux_size, buffer_rows, make_rule, optimiser, random_dtype, random_rows
 from ._jit import jitable
 
-__all__ = ["make_driver", "make_score", "MODE_FORWARD", "MODE_REPLAY", "MODE_LOOP", "IN_A",
+__all__ = ["make_driver", "make_cuda_driver", "make_score", "MODE_FORWARD", "MODE_REPLAY", "MODE_LOOP", "IN_A",
            "IN_B", "REPLAYED", "LOOPED", "TIMEOUT", "NON_FINITE"]
 
 MODE_FORWARD, MODE_REPLAY, MODE_LOOP = 0, 1, 2
@@ -57,7 +59,7 @@ def make_score(spec, dim, user=None):
             total = 0.0
             for k in range(dim):
                 total += np.float64(th[k, l]) * np.float64(th[k, l])
-            return np.sqrt(total)
+            return math.sqrt(total)
     else:
         k = 0 if spec == "theta" else int(spec.split(":", 1)[1])
 
@@ -67,89 +69,145 @@ def make_score(spec, dim, user=None):
     return score
 
 
-def make_driver(model, dynamics, dtype, score, cache=False, name="sgdsim_splitting"):
-    """The compiled ``advance`` of one model, resolved ``[dynamics]`` table, state dtype
-    and score function (the module docstring); ``name`` and ``cache`` as for the chunk
-    kernels (kernels._cpu.compile_cpu)."""
+def _pieces(model, dynamics, dtype, registers):
+    """The dynamics' rule and the array shapes of one replica."""
     from ._launch import layout_of
 
-    name = dynamics["name"]
     noise, precision, single, kind, lay = layout_of(dynamics, dtype, model.dim)
-    rule = make_rule(model, name, noise, precision, single, inline=False, kind=kind)
-    draw, update, _, lay, rnd_dtype = rule
-    dim = model.dim
-    aux_rows = max(aux_size(kind, dim), 1)
-    buf_rows = buffer_rows(dim, lay)
-    rnd_rows = random_rows(lay)
-    rnd_dtype = random_dtype(precision, lay)
+    draw, update, _, lay, _ = make_rule(model, dynamics["name"], noise, precision, single,
+                                        inline=False, registers=registers, kind=kind)
+    rows = (max(aux_size(kind, model.dim), 1), buffer_rows(model.dim, lay), random_rows(lay))
+    return draw, update, lay, rows, random_dtype(precision, lay)
+
+
+def _make_walk(draw, update, score, dim, aux_rows, lay):
+    """walk(r, th, nxt, ax, nxt_ax, buf, rnd, x, aux, t, ids, point, mode, level, a, b,
+    t_max, key_lo, key_hi, p, d, top, flag): replica r from x[r] until its mode's stop
+    (the module docstring), in the work arrays th .. rnd; one body for every backend."""
     GROUP, PER_STEP = lay.group, lay.per_step
     GROUPED = GROUP > 1
+
+    @jitable
+    def walk(r, th, nxt, ax, nxt_ax, buf, rnd, x, aux, t, ids, point, mode, level, a, b,
+             t_max, key_lo, key_hi, p, d, top, flag):
+        for k in range(dim):
+            th[k, 0] = x[r, k]
+        for k in range(aux_rows):
+            ax[k, 0] = aux[r, k] if k < aux.shape[1] else 0.0
+        pr, dr = p[point[r]], d[point[r]]
+        g = ids[r]
+        step = t[r]
+        s = score(th, 0)
+        best = s
+        below = False                 # MODE_LOOP: the score has been <= a
+        outcome = 0
+        fresh = True
+        while True:
+            if not math.isfinite(s):
+                outcome = NON_FINITE
+            elif mode == MODE_FORWARD:
+                if s <= a:
+                    outcome = IN_A
+                elif s >= b:
+                    outcome = IN_B
+            elif mode == MODE_REPLAY:
+                if s > level[r]:
+                    outcome = REPLAYED
+            else:
+                if s >= b:
+                    outcome = IN_B
+                elif below and s >= level[r]:
+                    outcome = LOOPED
+                below = below or s <= a
+            if outcome == 0 and step >= t_max:
+                outcome = TIMEOUT
+            if outcome != 0:
+                break
+            step += 1
+            tu = np.uint64(step)
+            q = ((step - 1) % GROUP) * PER_STEP
+            if not GROUPED or q == 0 or fresh:
+                draw(rnd, 0, g, tu, key_lo, key_hi, pr)
+            fresh = False
+            update(th, ax, nxt, nxt_ax, buf, rnd, 0, g, tu, key_lo, key_hi, pr, dr, q)
+            for k in range(dim):
+                th[k, 0] = nxt[k, 0]
+            for k in range(aux_rows):
+                ax[k, 0] = nxt_ax[k, 0]
+            s = score(th, 0)
+            best = max(best, s)
+        for k in range(dim):
+            x[r, k] = th[k, 0]
+        for k in range(aux.shape[1]):
+            aux[r, k] = ax[k, 0]
+        t[r] = step
+        top[r] = best
+        flag[r] = outcome
+
+    return walk
+
+
+def make_driver(model, dynamics, dtype, score, cache=False, name="sgdsim_splitting"):
+    """The compiled ``advance`` of one model, resolved ``[dynamics]`` table, state dtype
+    and score function (the module docstring) for the CPU, a replica per thread; ``name``
+    and ``cache`` as for the chunk kernels (kernels._cpu.compile_cpu)."""
+    draw, update, lay, (aux_rows, buf_rows, rnd_rows), rnd_dtype = _pieces(
+        model, dynamics, dtype, False)
+    dim = model.dim
+    walk = _make_walk(draw, update, score, dim, aux_rows, lay)
+
+    def advance(x, aux, t, ids, point, mode, level, a, b, t_max, key_lo, key_hi, p, d, top,
+                flag):
+        for r in numba.prange(x.shape[0]):
+            walk(r, np.zeros((dim, 1), dtype=x.dtype), np.zeros((dim, 1)),
+                 np.zeros((aux_rows, 1)), np.zeros((aux_rows, 1)), np.zeros((buf_rows, 1)),
+                 np.zeros((rnd_rows, 1), dtype=rnd_dtype), x, aux, t, ids, point, mode, level,
+                 a, b, t_max, key_lo, key_hi, p, d, top, flag)
+
+    return compile_cpu(advance, name, cache)
+
+
+def make_cuda_driver(model, dynamics, dtype, score):
+    """The same ``advance`` for CUDA, a replica per thread: a host function that copies
+    the arrays to the device, launches the kernel (``.kernel``) and copies them back."""
+    from numba import cuda
+
+    draw, update, lay, (aux_rows, buf_rows, rnd_rows), rnd_dtype = _pieces(
+        model, dynamics, dtype, True)
+    dim = model.dim
+    walk = _make_walk(draw, update, score, dim, aux_rows, lay)
+    state_type = numba.from_dtype(np.dtype(dtype))
+    rnd_type = numba.from_dtype(np.dtype(rnd_dtype))
+
+    @cuda.jit
+    def kernel(x, aux, t, ids, point, mode, level, a, b, t_max, key_lo, key_hi, p, d, top,
+               flag):
+        r = cuda.grid(1)
+        if r < x.shape[0]:
+            walk(r, cuda.local.array((dim, 1), state_type),
+                 cuda.local.array((dim, 1), numba.float64),
+                 cuda.local.array((aux_rows, 1), numba.float64),
+                 cuda.local.array((aux_rows, 1), numba.float64),
+                 cuda.local.array((buf_rows, 1), numba.float64),
+                 cuda.local.array((rnd_rows, 1), rnd_type), x, aux, t, ids, point, mode, level,
+                 a, b, t_max, key_lo, key_hi, p, d, top, flag)
 
     def advance(x, aux, t, ids, point, mode, level, a, b, t_max, key_lo, key_hi, p, d, top,
                 flag):
         n = x.shape[0]
-        for r in numba.prange(n):
-            th = np.zeros((dim, 1), dtype=x.dtype)
-            nxt = np.zeros((dim, 1))
-            ax = np.zeros((aux_rows, 1))
-            nxt_ax = np.zeros((aux_rows, 1))
-            buf = np.zeros((buf_rows, 1))
-            rnd = np.zeros((rnd_rows, 1), dtype=rnd_dtype)
-            for k in range(dim):
-                th[k, 0] = x[r, k]
-            for k in range(aux.shape[1]):
-                ax[k, 0] = aux[r, k]
-            pr, dr = p[point[r]], d[point[r]]
-            g = ids[r]
-            step = t[r]
-            s = score(th, 0)
-            best = s
-            below = False                 # MODE_LOOP: the score has been <= a
-            outcome = 0
-            fresh = True
-            while True:
-                if not np.isfinite(s):
-                    outcome = NON_FINITE
-                elif mode == MODE_FORWARD:
-                    if s <= a:
-                        outcome = IN_A
-                    elif s >= b:
-                        outcome = IN_B
-                elif mode == MODE_REPLAY:
-                    if s > level[r]:
-                        outcome = REPLAYED
-                else:
-                    if s >= b:
-                        outcome = IN_B
-                    elif below and s >= level[r]:
-                        outcome = LOOPED
-                    below = below or s <= a
-                if outcome == 0 and step >= t_max:
-                    outcome = TIMEOUT
-                if outcome != 0:
-                    break
-                step += 1
-                tu = np.uint64(step)
-                q = ((step - 1) % GROUP) * PER_STEP
-                if not GROUPED or q == 0 or fresh:
-                    draw(rnd, 0, g, tu, key_lo, key_hi, pr)
-                fresh = False
-                update(th, ax, nxt, nxt_ax, buf, rnd, 0, g, tu, key_lo, key_hi, pr, dr, q)
-                for k in range(dim):
-                    th[k, 0] = nxt[k, 0]
-                for k in range(aux_rows):
-                    ax[k, 0] = nxt_ax[k, 0]
-                s = score(th, 0)
-                best = max(best, s)
-            for k in range(dim):
-                x[r, k] = th[k, 0]
-            for k in range(aux.shape[1]):
-                aux[r, k] = ax[k, 0]
-            t[r] = step
-            top[r] = best
-            flag[r] = outcome
+        if n == 0:
+            return
+        changed = [cuda.to_device(v) for v in (x, aux, t, top, flag)]
+        dx, daux, dt, dtop, dflag = changed
+        kernel[(n + 127) // 128, 128](dx, daux, dt, cuda.to_device(ids),
+                                      cuda.to_device(point), mode, cuda.to_device(level), a, b,
+                                      t_max, key_lo, key_hi, cuda.to_device(p),
+                                      cuda.to_device(d), dtop, dflag)
+        for host, device in zip((x, aux, t, top, flag), changed):
+            device.copy_to_host(host)
 
-    return compile_cpu(advance, name, cache)
+    advance.kernel = kernel
+    return advance
 
 
 def aux_columns(dynamics, dim):

@@ -56,25 +56,36 @@ def walk(runs, replicas=20, b=20.0, seed=1):
                           "start": "init"}}
 
 
-@pytest.mark.parametrize("dynamics, dtype", [
-    ({"name": "langevin", "dt": 0.01, "temperature": 0.5}, "float32"),
-    ({"name": "sgd", "lr": 0.1, "momentum": 0.5}, "float64"),
+QUADRATIC = {"name": "quadratic_finite_sum", "curvatures": [4.0, 1.0], "centers": [1.0, 0.0]}
+GROOVES = {"name": "grooves", "dim": 1, "kappa": 1.0, "mu": 4.0}
+
+
+@pytest.mark.parametrize("model_spec, dynamics, dtype, init", [
+    (WELL, {"name": "langevin", "dt": 0.01, "temperature": 0.5}, "float32",
+     {"normal": {"mean": -1.0, "std": 0.1}}),
+    (QUADRATIC, {"name": "sgd", "lr": 0.1, "momentum": 0.5}, "float64",
+     {"normal": {"mean": -1.0, "std": 0.1}}),
+    (QUADRATIC, {"name": "adamw", "lr": 0.05, "weight_decay": 0.1}, "float64",
+     {"normal": {"mean": -1.0, "std": 0.1}}),
+    (GROOVES, {"name": "two_time_scale", "a": 0.05, "eps": 0.1, "noise_x": 0.3,
+               "noise_y": 0.2}, "float64", {"vector": [3.0, 4.75]}),
 ])
-def test_a_replica_is_the_engine_trajectory_bit_for_bit(tmp_path, dynamics, dtype):
+def test_a_replica_is_the_engine_trajectory_bit_for_bit(tmp_path, model_spec, dynamics, dtype,
+                                                        init):
     from sgdsim.kernels._splitting import MODE_FORWARD, TIMEOUT, aux_columns, make_driver, \
         make_score
+    from sgdsim.sim._plan import model_for
 
-    model_spec = WELL if dynamics["name"] == "langevin" else {
-        "name": "quadratic_finite_sum", "curvatures": [4.0, 1.0], "centers": [1.0, 0.0]}
     raw = {"run": {"seed": 7, "trajectories": 8, "steps": 37, "backend": "cpu", "dtype": dtype},
-           "model": model_spec, "dynamics": dynamics,
-           "init": {"normal": {"mean": -1.0, "std": 0.1}}, "observables": {}}
+           "model": model_spec, "dynamics": dynamics, "init": init, "observables": {}}
     engine = run_file(tmp_path, raw)["final/theta"][0]
     resolved = sim.resolve_experiment(raw, "test")
-    model = kernels.builtin_model(resolved["model"])
-    drive = make_driver(model, resolved["dynamics"], np.dtype(dtype), make_score("theta", 1))
-    x = kernels.initial_state(resolved["init"], 0, 8, 7, np.dtype(dtype), 1)
-    aux = np.zeros((8, aux_columns(resolved["dynamics"], 1)))
+    model = model_for(resolved["model"], resolved["dynamics"])
+    dim = model.dim
+    drive = make_driver(model, resolved["dynamics"], np.dtype(dtype),
+                        make_score("coordinate:0", dim))
+    x = kernels.initial_state(resolved["init"], 0, 8, 7, np.dtype(dtype), dim)
+    aux = np.zeros((8, aux_columns(resolved["dynamics"], dim)))
     t = np.zeros(8, dtype=np.int64)
     key_lo, key_hi = kernels.seed_key(7)
     p = np.array([model.params])
@@ -84,7 +95,7 @@ def test_a_replica_is_the_engine_trajectory_bit_for_bit(tmp_path, dynamics, dtyp
         drive(x, aux, t, np.arange(8, dtype=np.uint64), np.zeros(8, dtype=np.int64),
               MODE_FORWARD, np.zeros(8), -1e300, 1e300, stop, key_lo, key_hi, p, d, top, flag)
     assert np.all(flag == TIMEOUT) and np.all(t == 37)
-    np.testing.assert_array_equal(x, engine)
+    np.testing.assert_array_equal(x.reshape(engine.shape), engine)
 
 
 def test_gamblers_ruin_probability_is_exact_and_its_intervals_cover(tmp_path):
