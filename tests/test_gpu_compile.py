@@ -172,30 +172,41 @@ def test_device_run_of_variants_agrees_under_the_simulator():
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_the_splitting_replica_kernel_compiles_for_sm90(dtype):
+def test_the_splitting_replica_kernel_compiles_for_sm90(dtype, tmp_path):
     """kernels._splitting.make_cuda_driver: the replica walk of the CPU driver, a thread per
-    replica, compiles to PTX for sm_90 (not yet run by sim: AMS runs on the cpu backend)."""
+    replica, compiles to PTX for sm_90 (not yet run by sim: AMS runs on the cpu backend).
+    In a fresh interpreter, as gpu-check compiles (no CPU-typed overloads around)."""
     _require_tools()
-    from sgdsim import kernels, sim
-    from sgdsim.kernels._ptx import compile_kernel_ptx
-    from sgdsim.kernels._splitting import make_cuda_driver, make_score
-    from sgdsim.sim._plan import model_for
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from sgdsim import kernels, sim
+        from sgdsim.kernels._ptx import compile_kernel_ptx
+        from sgdsim.kernels._splitting import make_cuda_driver, make_score
+        from sgdsim.sim._plan import model_for
 
-    raw = {"run": {"seed": 7, "steps": 37, "dtype": dtype},
-           "model": {"name": "polynomial", "coefficients": [1.0, 0.0, -2.0, 0.0, 1.0],
-                     "noise_var": 1.0},
-           "dynamics": {"name": "langevin", "dt": 0.01, "temperature": 0.5},
-           "init": {"value": -0.9}, "splitting": {"a": -0.95, "b": 1.0}}
-    experiment = sim.resolve_experiment(raw, "test")
-    model = model_for(experiment["model"], experiment["dynamics"])
-    driver = make_cuda_driver(model, experiment["dynamics"], np.dtype(dtype),
-                              make_score("theta", 1))
-    n = 4
-    key_lo, key_hi = kernels.seed_key(0)
-    args = (np.zeros((n, 1), dtype=dtype), np.zeros((n, 1)), np.zeros(n, dtype=np.int64),
-            np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.int64), 0, np.zeros(n), -1.0,
-            1.0, 10, key_lo, key_hi, np.array([model.params]),
-            np.array([kernels.dynamics_params(experiment["dynamics"])]), np.zeros(n),
-            np.zeros(n, dtype=np.int64))
-    ptx, _ = compile_kernel_ptx(driver.kernel, args, (9, 0))
-    assert ".entry" in ptx and "sm_90" in ptx
+        dtype = "{dtype}"
+        raw = {{"run": {{"seed": 7, "steps": 37, "dtype": dtype}},
+               "model": {{"name": "polynomial", "coefficients": [1.0, 0.0, -2.0, 0.0, 1.0],
+                         "noise_var": 1.0}},
+               "dynamics": {{"name": "langevin", "dt": 0.01, "temperature": 0.5}},
+               "init": {{"value": -0.9}}, "splitting": {{"a": -0.95, "b": 1.0}}}}
+        experiment = sim.resolve_experiment(raw, "test")
+        model = model_for(experiment["model"], experiment["dynamics"])
+        driver = make_cuda_driver(model, experiment["dynamics"], np.dtype(dtype),
+                                  make_score("theta", 1))
+        n = 4
+        key_lo, key_hi = kernels.seed_key(0)
+        args = (np.zeros((n, 1), dtype=dtype), np.zeros((n, 1)), np.zeros(n, dtype=np.int64),
+                np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.int64), 0, np.zeros(n),
+                -1.0, 1.0, 10, key_lo, key_hi, np.array([model.params]),
+                np.array([kernels.dynamics_params(experiment["dynamics"])]), np.zeros(n),
+                np.zeros(n, dtype=np.int64))
+        ptx, _ = compile_kernel_ptx(driver.kernel, args, (9, 0))
+        assert ".entry" in ptx and "sm_90" in ptx
+        print("compiled", len(ptx))
+    """)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=600, cwd=str(tmp_path))
+    assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-3000:]
