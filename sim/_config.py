@@ -235,10 +235,10 @@ class _Resolver:
         dim, _ = _schema.state_dimension(model)
         score = spl["score"]
         if score.startswith("-"):        # a built-in score negated: escape towards lower values
-            score = score[1:]
-            if not (score in ("theta", "norm") or score.startswith("coordinate:")):
+            if not _schema.builtin_score(score):
                 self.fail("splitting.score", 'a leading "-" negates "theta", "coordinate:K" '
                                              f'or "norm" (got {_show(spl["score"])})')
+            score = score[1:]
         if score == "theta" and dim != 1:
             self.fail("splitting.score", f'"theta" needs a 1-D state (d = {dim}): use '
                                          '"coordinate:K", "norm" or a function')

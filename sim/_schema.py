@@ -401,3 +401,10 @@ SPLITTING = Entry(
 
 # The tables of an experiment file, in the order they are resolved.
 TABLES = ("run", "model", "dynamics", "init", "observables", "sweep", "splitting")
+
+
+def builtin_score(spec):
+    """Whether a [splitting] score is built in: "theta", "norm", "coordinate:K" (K not
+    checked here), or one of them negated by a leading "-"."""
+    plain = spec[1:] if spec.startswith("-") else spec
+    return plain in ("theta", "norm") or plain.startswith("coordinate:")

@@ -56,6 +56,7 @@ from sgdsim.kernels._splitting import (IN_B, LOOPED, MODE_FORWARD, MODE_LOOP, MO
 from ._config import ExperimentError
 from ._plan import make_plan, model_for, sweep_points
 from ._runfile import replacing, root_attrs
+from ._schema import builtin_score
 
 __all__ = ["run_splitting", "resume_splitting", "SELECTION"]
 
@@ -71,7 +72,7 @@ def _base(point, run):
 
 
 def _score_function(spec, dim):
-    if ":" in spec and not spec.lstrip("-").startswith("coordinate:"):
+    if not builtin_score(spec):
         module_name, attr = spec.split(":", 1)
         obj = getattr(importlib.import_module(module_name), attr)
         return make_score(spec, dim, kernels.jitable(obj))
@@ -87,9 +88,7 @@ def _driver(model, dynamics, dtype, score):
     variant = f"splitting|{dynamics['name']}|{'|'.join(map(str, layout))}|score={score}"
     key = (model.specialisation, variant)
     if key not in _DRIVERS:
-        plain = score.lstrip("-")
-        builtin = plain in ("theta", "norm") or plain.startswith("coordinate:")
-        folder = cache_dir(model, variant) if builtin else None
+        folder = cache_dir(model, variant) if builtin_score(score) else None
         name = _kernel_name(model, variant)
         function = _score_function(score, model.dim)
         if folder is None:
