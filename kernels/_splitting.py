@@ -29,11 +29,14 @@ import numba
 import numpy as np
 
 from ._cpu import compile_cpu
-from ._dynamics import aux_size, buffer_rows, make_rule, optimiser, random_dtype, random_rows
+from ._cuda import cuda          # None without numba-cuda; the simulator swaps it at launch
+from ._dynamics import (aux_size, buffer_rows, make_rule, make_step, optimiser, random_dtype,
+                        random_rows)
 from ._jit import jitable
 
-__all__ = ["make_driver", "make_cuda_driver", "make_score", "MODE_FORWARD", "MODE_REPLAY", "MODE_LOOP", "IN_A",
-           "IN_B", "REPLAYED", "LOOPED", "TIMEOUT", "NON_FINITE"]
+__all__ = ["make_driver", "make_cuda_driver", "make_numpy_driver", "make_score", "MODE_FORWARD",
+           "MODE_REPLAY", "MODE_LOOP", "IN_A", "IN_B", "REPLAYED", "LOOPED", "TIMEOUT",
+           "NON_FINITE"]
 
 MODE_FORWARD, MODE_REPLAY, MODE_LOOP = 0, 1, 2
 IN_A, IN_B, REPLAYED, LOOPED, TIMEOUT, NON_FINITE = 1, 2, 3, 4, 5, 6
@@ -170,8 +173,6 @@ def make_driver(model, dynamics, dtype, score, cache=False, name="sgdsim_splitti
 def make_cuda_driver(model, dynamics, dtype, score):
     """The same ``advance`` for CUDA, a replica per thread: a host function that copies
     the arrays to the device, launches the kernel (``.kernel``) and copies them back."""
-    from numba import cuda
-
     draw, update, lay, (aux_rows, buf_rows, rnd_rows), rnd_dtype = _pieces(
         model, dynamics, dtype, True)
     dim = model.dim
@@ -208,6 +209,82 @@ def make_cuda_driver(model, dynamics, dtype, score):
 
     advance.kernel = kernel
     return advance
+
+
+def make_numpy_driver(model, dynamics, dtype, score):
+    """The same ``advance`` in plain numpy, the reference of the compiled drivers: the
+    dynamics' step on [d, n] arrays (lane ``slice(None)``, as kernels._reference runs
+    it), the replicas at the same step taking it together, and the stopping rules
+    written again here in array form from the module docstring. ``score(x)`` is the host
+    score of the rows of x [n, d] (float64)."""
+    from ._launch import layout_of
+
+    noise, precision, single, kind, lay = layout_of(dynamics, dtype, model.dim)
+    step = make_step(model, dynamics["name"], noise, precision, single, kind=kind)
+    dim, aux_rows = model.dim, max(aux_size(kind, model.dim), 1)
+    buf_rows, rnd_rows = buffer_rows(dim, lay), random_rows(lay)
+    rnd_dtype = random_dtype(precision, lay)
+
+    def outcomes(mode, s, level, below, a, b):
+        """Where each replica stops at score s (0: it walks on); the later rules win."""
+        out = np.zeros(s.shape, dtype=np.int64)
+        if mode == MODE_FORWARD:
+            out[s >= b] = IN_B
+            out[s <= a] = IN_A
+        elif mode == MODE_REPLAY:
+            out[s > level] = REPLAYED
+        else:
+            out[below & (s >= level)] = LOOPED
+            out[s >= b] = IN_B
+        out[~np.isfinite(s)] = NON_FINITE
+        return out
+
+    def advance(x, aux, t, ids, point, mode, level, a, b, t_max, key_lo, key_hi, p, d, top,
+                flag):
+        n = x.shape[0]
+        th = x.T.copy()                                    # [d, n], the state's dtype
+        ax = np.zeros((aux_rows, n))
+        ax[:aux.shape[1]] = aux.T
+        rnd = np.zeros((rnd_rows, n), dtype=rnd_dtype)     # a group's values stay in it
+        steps, level = t.copy(), np.broadcast_to(level, (n,))
+        s = score(x)
+        best = s.copy()
+        below = np.zeros(n, dtype=bool)                    # MODE_LOOP: been <= a
+        outcome = np.zeros(n, dtype=np.int64)
+        fresh = np.ones(n, dtype=bool)                     # no step taken since the start
+        with np.errstate(all="ignore"):
+            while True:
+                walking = outcome == 0
+                outcome[walking] = outcomes(mode, s, level, below, a, b)[walking]
+                below |= walking & (s <= a)
+                outcome[(outcome == 0) & (steps >= t_max)] = TIMEOUT
+                walking = np.flatnonzero(outcome == 0)
+                if not walking.size:
+                    break
+                # The replicas at the earliest step, of one sweep point and freshness.
+                first = walking[np.argmin(steps[walking])]
+                group = walking[(steps[walking] == steps[first])
+                                & (point[walking] == point[first])
+                                & (fresh[walking] == fresh[first])]
+                m = group.size
+                nxt, nxt_aux, r = np.empty((dim, m)), ax[:, group].copy(), rnd[:, group]
+                step(th[:, group].astype(np.float64), ax[:, group], np.zeros((dim, m)), nxt,
+                     nxt_aux, np.empty((buf_rows, m)), r, _ALL, ids[group],
+                     np.uint64(steps[first] + 1), key_lo, key_hi, p[point[first]],
+                     d[point[first]], bool(fresh[first]))
+                th[:, group], ax[:, group], rnd[:, group] = nxt.astype(th.dtype), nxt_aux, r
+                steps[group] += 1
+                fresh[group] = False
+                s[group] = score(th[:, group].T)
+                best[group] = np.fmax(best[group], s[group])
+        x[:] = th.T
+        aux[:] = ax[:aux.shape[1]].T
+        t[:], top[:], flag[:] = steps, best, outcome
+
+    return advance
+
+
+_ALL = slice(None)
 
 
 def aux_columns(dynamics, dim):

@@ -261,9 +261,6 @@ class _Resolver:
         if observables:
             self.fail("observables", "is not used by a [splitting] run (it records "
                                      "/splitting only): remove it")
-        if run["backend"] not in ("auto", "cpu"):
-            self.fail("run.backend", f"splitting runs on the cpu backend (got "
-                                     f"{_show(run['backend'])})")
         return spl
 
     # ----- generic values and tables

@@ -395,7 +395,7 @@ SPLITTING = Entry(
                      choices=("boundary", "init")),
     },
     notes=("not with [observables] (a splitting run records /splitting only), --shard or "
-           "--mpi; backend cpu (auto picks it)",
+           "--mpi; every backend (numpy is the reference)",
            "theta_0 must lie between A and B: a < score(theta_0) < b"),
 )
 

@@ -51,7 +51,8 @@ import numpy as np
 
 from sgdsim import kernels
 from sgdsim.kernels._splitting import (IN_B, LOOPED, MODE_FORWARD, MODE_LOOP, MODE_REPLAY,
-                                       NON_FINITE, TIMEOUT, aux_columns, make_driver, make_score)
+                                       NON_FINITE, TIMEOUT, aux_columns, make_cuda_driver,
+                                       make_driver, make_numpy_driver, make_score)
 
 from ._config import ExperimentError
 from ._plan import make_plan, model_for, sweep_points
@@ -79,19 +80,27 @@ def _score_function(spec, dim):
     return make_score(spec, dim)
 
 
-def _driver(model, dynamics, dtype, score):
-    """The compiled replica driver, cached on disk like the chunk kernels (kernels._launch:
-    a folder per variant) unless the score is a user function."""
+def _driver(model, dynamics, dtype, score, backend="cpu"):
+    """The replica driver of ``backend``: cpu and cuda compiled (the CPU one cached on disk
+    like the chunk kernels, kernels._launch: a folder per variant, unless the score is a
+    user function; the CUDA one compiled once a process, as the chunk kernels are), numpy
+    the reference, with the host score."""
     from sgdsim.kernels._launch import _kernel_name, _numba_cache_dir, cache_dir, layout_of
 
     layout = layout_of(dynamics, dtype, model.dim)[:4]
     variant = f"splitting|{dynamics['name']}|{'|'.join(map(str, layout))}|score={score}"
-    key = (model.specialisation, variant)
+    key = (model.specialisation, variant, backend)
     if key not in _DRIVERS:
         folder = cache_dir(model, variant) if builtin_score(score) else None
         name = _kernel_name(model, variant)
         function = _score_function(score, model.dim)
-        if folder is None:
+        if backend == "numpy":
+            spec = {"splitting": {"score": score}}
+            _DRIVERS[key] = make_numpy_driver(model, dynamics, dtype,
+                                              lambda x: score_of(spec, x))
+        elif backend == "cuda":
+            _DRIVERS[key] = make_cuda_driver(model, dynamics, dtype, function)
+        elif folder is None:
             _DRIVERS[key] = make_driver(model, dynamics, dtype, function, False, name)
         else:
             os.makedirs(folder, exist_ok=True)
@@ -370,11 +379,11 @@ def resume_splitting(path, experiment, quiet=False, checkpoint_seconds=None):
 
 def _execute(experiment, out_path, saved, quiet, checkpoint_seconds):
     """Run the sweep points from ``saved`` (a fresh start or a checkpoint) to the end."""
-    from ._engine import Interrupts
+    from ._engine import Interrupts, resolve_backend
     from ._runner import _checkpoint_interval
 
     interval = _checkpoint_interval(experiment, checkpoint_seconds)
-    plan = make_plan(experiment, "cpu")
+    plan = make_plan(experiment, resolve_backend(experiment["run"]["backend"]))
     dtype = np.dtype(experiment["run"]["dtype"])
     seed = experiment["run"]["seed"]
     points = sweep_points(experiment)
@@ -387,7 +396,8 @@ def _execute(experiment, out_path, saved, quiet, checkpoint_seconds):
             model = model_for(point["model"], point["dynamics"])
             tick = time.perf_counter()
             with interrupts.immediate():
-                drive = _driver(model, point["dynamics"], dtype, point["splitting"]["score"])
+                drive = _driver(model, point["dynamics"], dtype, point["splitting"]["score"],
+                                plan.backend)
                 rows = (np.array([model.params], dtype=np.float64),
                         np.array([kernels.dynamics_params(point["dynamics"])],
                                  dtype=np.float64))
@@ -463,9 +473,12 @@ def _write(out_path, plan, experiment, results, wall, compile_seconds):
 def _file(out_path, plan, experiment, results, wall, compile_seconds, complete):
     """The run file (replacing ``out_path`` when the block ends): attrs, /splitting with
     the results of ``results``' points, /sweep."""
+    from ._engine import device_name
+
     with replacing(out_path) as f:
         spl = experiment["splitting"]
-        for key, value in root_attrs(plan, "cpu", complete, wall_seconds=wall,
+        for key, value in root_attrs(plan, device_name(plan.backend), complete,
+                                     wall_seconds=wall,
                                      compile_seconds=compile_seconds).items():
             f.attrs[key] = value
         f.attrs["trajectories"] = spl["replicas"] * spl["runs"]     # initial replicas

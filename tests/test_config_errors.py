@@ -182,10 +182,6 @@ MALFORMED = [
                                            extra='[splitting]\na = -1.0\nb = 1.0\n'
                                                  'score = "-os:getcwd"\n'),
      ["[splitting] score", 'a leading "-" negates']),
-    ("splitting-backend", experiment(run='[run]\nsteps = 100\nbackend = "numpy"\n',
-                                     model=POLYNOMIAL, dynamics=LANGEVIN,
-                                     extra="[splitting]\na = -1.0\nb = 1.0\n"),
-     ["[run] backend", "cpu"]),
     ("splitting-start-outside", experiment(run="[run]\nsteps = 100\n", model=POLYNOMIAL,
                                            dynamics=LANGEVIN,
                                            extra="[init]\nvalue = 2.0\n[splitting]\n"

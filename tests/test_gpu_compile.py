@@ -208,7 +208,7 @@ def test_device_run_of_variants_agrees_under_the_simulator():
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_the_splitting_replica_kernel_compiles_for_sm90(dtype, tmp_path):
     """kernels._splitting.make_cuda_driver: the replica walk of the CPU driver, a thread per
-    replica, compiles to PTX for sm_90 (not yet run by sim: AMS runs on the cpu backend).
+    replica, compiles to PTX for sm_90 (what backend = "cuda" runs for a [splitting] table).
     In a fresh interpreter, as gpu-check compiles (no CPU-typed overloads around)."""
     _require_tools()
     code = textwrap.dedent(f"""

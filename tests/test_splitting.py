@@ -26,7 +26,8 @@ import pytest
 
 from sgdsim import analysis, kernels, sim
 from tests._campaign import assert_same_datasets, sgdsim, to_toml
-from tests.conftest import ROOT, read_run, run_file
+from tests.conftest import (ROOT, cuda_simulator_subprocess, read_run, requires_cuda_sim,
+                            run_file)
 
 WELL = {"name": "polynomial", "coefficients": [1.0, 0.0, -2.0, 0.0, 1.0], "noise_var": 1.0}
 
@@ -177,6 +178,62 @@ def test_threads_and_the_number_of_runs_do_not_change_a_run(tmp_path):
     for name in ("probability", "iterations", "reactive_steps", "cost"):
         np.testing.assert_array_equal(eight[f"splitting/{name}"][:, :4],
                                       four[f"splitting/{name}"], err_msg=name)
+
+
+def backend_cases():
+    """The random walk (exact in any arithmetic, its levels tied) from theta_0 and from the
+    boundary, and Langevin from the boundary in float32 and float64."""
+    cases = {"walk": walk(3, replicas=10, b=6.0), "walk_loops": walk(3, replicas=10, b=6.0),
+             "float32": double_well(runs=2, replicas=8, temperature=1.0),
+             "float64": double_well(runs=2, replicas=8, temperature=1.0)}
+    cases["walk_loops"]["splitting"]["start"] = "boundary"
+    cases["float32"]["run"]["dtype"] = "float32"
+    return cases
+
+
+def assert_same_decisions(tmp_path, cases, backend):
+    """The runs at ``tmp_path``/NAME.BACKEND.h5 made the CPU driver's decisions: the same
+    kills, survivors and branch points, so the same p, iterations and costs."""
+    for name, raw in cases.items():
+        other = read_run(tmp_path / f"{name}.{backend}.h5")
+        cpu = splitting_run(tmp_path, raw, f"{name}.cpu.h5")
+        assert other["attrs"]["backend"] == backend and cpu["attrs"]["backend"] == "cpu"
+        assert np.all(cpu["splitting/iterations"] > 0), name
+        for key in ("probability", "iterations", "cost", "timeouts", "non_finite"):
+            np.testing.assert_array_equal(cpu[f"splitting/{key}"], other[f"splitting/{key}"],
+                                          err_msg=f"{name} {key}")
+        for key in ("mfpt", "reactive_steps", "loop_steps"):
+            np.testing.assert_allclose(cpu[f"splitting/{key}"], other[f"splitting/{key}"],
+                                       rtol=1e-12, equal_nan=True, err_msg=f"{name} {key}")
+
+
+@requires_cuda_sim
+def test_the_cuda_driver_agrees_with_the_cpu_driver_under_the_simulator(tmp_path):
+    """backend = "cuda": kernels._splitting's walk, a thread per replica."""
+    cases = backend_cases()
+    code = f"""
+import pathlib
+from sgdsim import sim
+cases = {cases!r}
+for name, raw in cases.items():
+    raw["run"]["backend"] = "cuda"
+    sim.run_experiment(sim.resolve_experiment(raw, "test"),
+                       pathlib.Path({str(tmp_path)!r}) / (name + ".cuda.h5"), quiet=True)
+print("ok")
+"""
+    result = cuda_simulator_subprocess(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_decisions(tmp_path, cases, "cuda")
+
+
+def test_the_numpy_reference_driver_agrees_with_the_cpu_driver(tmp_path):
+    """backend = "numpy": the stopping rules written again in array form, the replicas at
+    one step stepped together."""
+    cases = backend_cases()
+    for name, raw in cases.items():
+        splitting_run(tmp_path, dict(raw, run=dict(raw["run"], backend="numpy")),
+                      f"{name}.numpy.h5")
+    assert_same_decisions(tmp_path, cases, "numpy")
 
 
 def two_walks():
