@@ -33,6 +33,7 @@ from ._cuda import cuda          # None without numba-cuda; the simulator swaps 
 from ._dynamics import (aux_size, buffer_rows, make_rule, make_step, optimiser, random_dtype,
                         random_rows)
 from ._jit import jitable
+from ._reference import _ALL
 
 __all__ = ["make_driver", "make_cuda_driver", "make_numpy_driver", "make_score", "MODE_FORWARD",
            "MODE_REPLAY", "MODE_LOOP", "IN_A", "IN_B", "REPLAYED", "LOOPED", "TIMEOUT",
@@ -72,15 +73,23 @@ def make_score(spec, dim, user=None):
     return score
 
 
-def _pieces(model, dynamics, dtype, registers):
-    """The dynamics' rule and the array shapes of one replica."""
+def _shapes(model, dynamics, dtype):
+    """The dynamics' layout (noise, precision, single, kind, lay: kernels._launch.layout_of)
+    and the array shapes of one replica: (aux rows, buffer rows, random rows), and the
+    random values' dtype."""
     from ._launch import layout_of
 
-    noise, precision, single, kind, lay = layout_of(dynamics, dtype, model.dim)
+    noise, precision, single, kind, lay = layout = layout_of(dynamics, dtype, model.dim)
+    rows = (max(aux_size(kind, model.dim), 1), buffer_rows(model.dim, lay), random_rows(lay))
+    return layout, rows, random_dtype(precision, lay)
+
+
+def _pieces(model, dynamics, dtype, registers):
+    """The dynamics' rule and the array shapes of one replica."""
+    (noise, precision, single, kind, lay), rows, rnd_dtype = _shapes(model, dynamics, dtype)
     draw, update, _, lay, _ = make_rule(model, dynamics["name"], noise, precision, single,
                                         inline=False, registers=registers, kind=kind)
-    rows = (max(aux_size(kind, model.dim), 1), buffer_rows(model.dim, lay), random_rows(lay))
-    return draw, update, lay, rows, random_dtype(precision, lay)
+    return draw, update, lay, rows, rnd_dtype
 
 
 def _make_walk(draw, update, score, dim, aux_rows, lay):
@@ -217,13 +226,10 @@ def make_numpy_driver(model, dynamics, dtype, score):
     it), the replicas at the same step taking it together, and the stopping rules
     written again here in array form from the module docstring. ``score(x)`` is the host
     score of the rows of x [n, d] (float64)."""
-    from ._launch import layout_of
-
-    noise, precision, single, kind, lay = layout_of(dynamics, dtype, model.dim)
+    (noise, precision, single, kind, _), (aux_rows, buf_rows, rnd_rows), rnd_dtype = _shapes(
+        model, dynamics, dtype)
     step = make_step(model, dynamics["name"], noise, precision, single, kind=kind)
-    dim, aux_rows = model.dim, max(aux_size(kind, model.dim), 1)
-    buf_rows, rnd_rows = buffer_rows(dim, lay), random_rows(lay)
-    rnd_dtype = random_dtype(precision, lay)
+    dim = model.dim
 
     def outcomes(mode, s, level, below, a, b):
         """Where each replica stops at score s (0: it walks on); the later rules win."""
@@ -282,9 +288,6 @@ def make_numpy_driver(model, dynamics, dtype, score):
         t[:], top[:], flag[:] = steps, best, outcome
 
     return advance
-
-
-_ALL = slice(None)
 
 
 def aux_columns(dynamics, dim):

@@ -90,22 +90,24 @@ def _driver(model, dynamics, dtype, score, backend="cpu"):
     layout = layout_of(dynamics, dtype, model.dim)[:4]
     variant = f"splitting|{dynamics['name']}|{'|'.join(map(str, layout))}|score={score}"
     key = (model.specialisation, variant, backend)
-    if key not in _DRIVERS:
-        folder = cache_dir(model, variant) if builtin_score(score) else None
-        name = _kernel_name(model, variant)
-        function = _score_function(score, model.dim)
-        if backend == "numpy":
-            spec = {"splitting": {"score": score}}
-            _DRIVERS[key] = make_numpy_driver(model, dynamics, dtype,
-                                              lambda x: score_of(spec, x))
-        elif backend == "cuda":
-            _DRIVERS[key] = make_cuda_driver(model, dynamics, dtype, function)
-        elif folder is None:
-            _DRIVERS[key] = make_driver(model, dynamics, dtype, function, False, name)
-        else:
-            os.makedirs(folder, exist_ok=True)
-            with _numba_cache_dir(folder):
-                _DRIVERS[key] = make_driver(model, dynamics, dtype, function, True, name)
+    if key in _DRIVERS:
+        return _DRIVERS[key]
+    if backend == "numpy":
+        spec = {"splitting": {"score": score}}
+        _DRIVERS[key] = make_numpy_driver(model, dynamics, dtype, lambda x: score_of(spec, x))
+        return _DRIVERS[key]
+    function = _score_function(score, model.dim)
+    if backend == "cuda":
+        _DRIVERS[key] = make_cuda_driver(model, dynamics, dtype, function)
+    elif not builtin_score(score):
+        _DRIVERS[key] = make_driver(model, dynamics, dtype, function, False,
+                                    _kernel_name(model, variant))
+    else:
+        folder = cache_dir(model, variant)
+        os.makedirs(folder, exist_ok=True)
+        with _numba_cache_dir(folder):
+            _DRIVERS[key] = make_driver(model, dynamics, dtype, function, True,
+                                        _kernel_name(model, variant))
     return _DRIVERS[key]
 
 

@@ -30,11 +30,16 @@ def _require_tools():
         pytest.skip(missing)
 
 
-def _gpu_check(args, cwd, tmp_path):
+def _compiling(args, cwd, timeout=1200):
+    """A fresh interpreter on ``args`` that compiles for real GPUs (the simulator off)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("NUMBA_ENABLE_CUDASIM", None)
-    return subprocess.run([sys.executable, "-m", "sgdsim.sim", "gpu-check", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=1200)
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def _gpu_check(args, cwd, tmp_path):
+    return _compiling(["-m", "sgdsim.sim", "gpu-check", *args], cwd)
 
 
 # One variant of each kernel path: the 1-D template with every observable, the
@@ -239,8 +244,5 @@ def test_the_splitting_replica_kernel_compiles_for_sm90(dtype, tmp_path):
         assert ".entry" in ptx and "sm_90" in ptx
         print("compiled", len(ptx))
     """)
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("NUMBA_ENABLE_CUDASIM", None)
-    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                            text=True, timeout=600, cwd=str(tmp_path))
+    result = _compiling(["-c", code], str(tmp_path), timeout=600)
     assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-3000:]
