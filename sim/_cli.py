@@ -212,9 +212,12 @@ def _cmd_run(args):
         raise UsageError(f"{PROG} run: --mpi and --shard cannot be combined")
     if args.shard is not None:
         index, count = args.shard
-        trajectories = experiment["run"]["trajectories"]
-        if count > trajectories:
-            raise UsageError(f"{args.experiment}: [run] trajectories = {trajectories} cannot be "
+        if "splitting" in experiment:      # a splitting run is cut over its independent runs
+            key, units = "[splitting] runs", experiment["splitting"]["runs"]
+        else:
+            key, units = "[run] trajectories", experiment["run"]["trajectories"]
+        if count > units:
+            raise UsageError(f"{args.experiment}: {key} = {units} cannot be "
                              f"split into --shard {index}/{count} shards")
     if args.dry_run:
         return _dry_run(experiment, args)

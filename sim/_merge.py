@@ -16,7 +16,7 @@ import tomllib
 import h5py
 
 from ._config import ExperimentError, resolve_experiment
-from ._plan import make_plan, shard_range
+from ._plan import make_plan, shard_range, sweep_points
 from ._runfile import ShardFilePiece, replacing, root_attrs, write_run
 from ._version import FORMAT, FORMAT_VERSION, other_format
 
@@ -98,6 +98,9 @@ def merge_shards(paths, out_path, overwrite=False):
                                   f"shard{'s' if len(missing) > 1 else ''} "
                                   f"{', '.join(f'{i}/{count}' for i in missing)} missing "
                                   f"(given {have})")
+        if "splitting" in experiment:
+            return _merge_splitting(shards, experiment, identity["backend"], out_path,
+                                    overwrite, wall_start)
         per_point = experiment["run"]["trajectories"]
         for index, (path, f, attrs) in sorted(shards.items()):
             expected = shard_range(per_point, (index, count))
@@ -125,6 +128,37 @@ def merge_shards(paths, out_path, overwrite=False):
     finally:
         for f in files:
             f.close()
+    return out_path
+
+
+def _merge_splitting(shards, experiment, backend, out_path, overwrite, wall_start):
+    """The shards of a splitting run: each covers the independent runs run_range(runs, i/N)
+    of every point; the merged datasets put them side by side (counts added)."""
+    from ._splitting import merge_results, read_results, run_range, write_splitting
+
+    count = len(shards)
+    n_points = len(sweep_points(experiment))
+    parts = []
+    for index, (path, f, attrs) in sorted(shards.items()):
+        expected = run_range(experiment["splitting"]["runs"], (index, count))
+        got = tuple(int(v) for v in attrs.get("shard_runs", (-1, -1)))
+        if got != expected:
+            raise ExperimentError(path, None, f"shard {index}/{count} covers runs {got}, "
+                                              f"expected {expected}")
+        parts.append(read_results(f, n_points))
+    seconds = {key: sum(float(a.get(key, 0.0)) for _, _, a in shards.values())
+               for key in ("compile_seconds", "wall_seconds")}
+    devices = sorted({_text(a.get("device", "")) for _, _, a in shards.values()})
+
+    def check():
+        if os.path.exists(out_path) and not overwrite:
+            raise ExperimentError(out_path, None, "appeared during the merge; "
+                                                  "not overwritten")
+
+    write_splitting(out_path, make_plan(experiment, backend), experiment,
+                    merge_results(parts), seconds["wall_seconds"] + time.perf_counter()
+                    - wall_start, seconds["compile_seconds"], check=check,
+                    device="; ".join(devices), merged_shards=count)
     return out_path
 
 

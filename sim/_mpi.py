@@ -12,6 +12,7 @@ and nothing is written at the output path. (A rank that dies outright, e.g. by
 a signal, makes mpiexec end the whole job.) MPI runs write no checkpoints: a
 killed MPI job is run again.
 """
+import contextlib
 import os
 import sys
 import time
@@ -77,20 +78,25 @@ def run_mpi(experiment, out_path, overwrite=False, quiet=False, source=None):
     MPI, pkl5 = _import_mpi()
     comm = pkl5.Intracomm(MPI.COMM_WORLD)
     rank, size = comm.Get_rank(), comm.Get_size()
-    piece = plan = None
+    piece = plan = share = None
     failure = None
+    splitting = "splitting" in experiment
     try:
         if rank == 0 and os.path.exists(out_path) and not overwrite:
             raise ExperimentError(out_path, None, "exists (use --overwrite to replace it)")
         _select_gpu(MPI, MPI.COMM_WORLD, experiment["run"]["backend"])
         backend = resolve_backend(experiment["run"]["backend"])
-        plan = make_plan(experiment, backend, shard=(rank, size))
-        points = Points(plan, source)
-        progress = Progress(plan.n_points * plan.n_local * plan.steps, quiet or rank != 0)
-        try:
-            piece, _ = execute(plan, points, 0, progress)
-        finally:
-            progress.close()
+        if splitting:
+            from ._splitting import run_share
+            share = run_share(experiment, (rank, size), quiet or rank != 0, source)
+        else:
+            plan = make_plan(experiment, backend, shard=(rank, size))
+            points = Points(plan, source)
+            progress = Progress(plan.n_points * plan.n_local * plan.steps, quiet or rank != 0)
+            try:
+                piece, _ = execute(plan, points, 0, progress)
+            finally:
+                progress.close()
         status = (backend, device_name(backend))
     except (Exception, KeyboardInterrupt) as exc:
         failure = exc
@@ -114,9 +120,50 @@ def run_mpi(experiment, out_path, overwrite=False, quiet=False, source=None):
         raise RuntimeError(f"MPI ranks resolved different backends {sorted(backends)}; "
                            f"set run.backend explicitly")
     if rank != 0:
-        comm.send(_payload(piece), dest=0, tag=5)
+        comm.send(share if splitting else _payload(piece), dest=0, tag=5)
         comm.bcast(None, root=0)
         return out_path
+    devices = "; ".join(sorted({info[1] for _, info in reports}))
+    if splitting:
+        _write_splitting(comm, size, experiment, share, out_path, devices, wall_start)
+    else:
+        _write_chunks(comm, size, experiment, plan, piece, out_path, devices, wall_start)
+    comm.bcast(True, root=0)
+    if not quiet:
+        print(f"sgdsim: {size} MPI ranks wrote {out_path}", file=sys.stderr)
+    for line in failure_warnings(out_path):
+        print(f"sgdsim: warning: {line}", file=sys.stderr, flush=True)
+    return out_path
+
+
+@contextlib.contextmanager
+def _writing(out_path):
+    """Rank 0 writes the run file; if it cannot, the whole job ends (other ranks may still
+    be blocked sending their pieces; ``replacing`` has removed the temporary file)."""
+    from mpi4py import MPI
+
+    try:
+        yield
+    except BaseException as exc:
+        print(f"error: MPI rank 0 could not write {out_path}: {type(exc).__name__}: {exc}; "
+              f"nothing written", file=sys.stderr, flush=True)
+        MPI.COMM_WORLD.Abort(1)
+
+
+def _write_splitting(comm, size, experiment, share, out_path, devices, wall_start):
+    """A splitting run: rank r ran the independent runs run_range(runs, (r, size))."""
+    from ._splitting import merge_results, write_splitting
+
+    with _writing(out_path):
+        shares = [share] + [comm.recv(source=r, tag=5) for r in range(1, size)]
+        plan = make_plan(experiment, resolve_backend(experiment["run"]["backend"]))
+        write_splitting(out_path, plan, experiment, merge_results([s[0] for s in shares]),
+                        time.perf_counter() - wall_start, sum(s[1] for s in shares),
+                        device=devices, mpi_ranks=size)
+
+
+def _write_chunks(comm, size, experiment, plan, piece, out_path, devices, wall_start):
+    """A run of chunks: rank r ran the trajectories shard_range(N, (r, size))."""
     whole = make_plan(experiment, plan.backend, chunk=plan.chunk)
     timings = {"kernel": 0.0, "compile": 0.0}
 
@@ -128,23 +175,9 @@ def run_mpi(experiment, out_path, overwrite=False, quiet=False, source=None):
             timings["compile"] += part.compile_seconds
             yield part
 
-    try:
-        with replacing(out_path) as f:
-            write_run(f, whole, pieces())
-            devices = sorted({info[1] for _, info in reports})
-            attrs = root_attrs(whole, "; ".join(devices), True, timings["kernel"],
-                               timings["compile"], time.perf_counter() - wall_start)
-            attrs["mpi_ranks"] = size
-            f.attrs.update(attrs)
-    except BaseException as exc:
-        # Other ranks may still be blocked sending their pieces: end the whole job
-        # (``replacing`` has removed the temporary file).
-        print(f"error: MPI rank 0 could not write {out_path}: {type(exc).__name__}: {exc}; "
-              f"nothing written", file=sys.stderr, flush=True)
-        MPI.COMM_WORLD.Abort(1)
-    comm.bcast(True, root=0)
-    if not quiet:
-        print(f"sgdsim: {size} MPI ranks wrote {out_path}", file=sys.stderr)
-    for line in failure_warnings(out_path):
-        print(f"sgdsim: warning: {line}", file=sys.stderr, flush=True)
-    return out_path
+    with _writing(out_path), replacing(out_path) as f:
+        write_run(f, whole, pieces())
+        attrs = root_attrs(whole, devices, True, timings["kernel"], timings["compile"],
+                           time.perf_counter() - wall_start)
+        attrs["mpi_ranks"] = size
+        f.attrs.update(attrs)

@@ -76,15 +76,12 @@ def run_experiment(experiment, out_path, overwrite=False, quiet=False, shard=Non
     before anything is written (``_sizing``) unless ``force``.
     """
     out_path = os.fspath(out_path)
-    if "splitting" in experiment:
-        if mpi or shard is not None:
-            raise ExperimentError(source or out_path, "splitting",
-                                  "runs in one process: not with --mpi or --shard")
-        from ._splitting import run_splitting
-        return run_splitting(experiment, out_path, overwrite=overwrite, quiet=quiet,
-                             source=source, checkpoint_seconds=checkpoint_seconds)
     if mpi:
         return run_mpi(experiment, out_path, overwrite=overwrite, quiet=quiet, source=source)
+    if "splitting" in experiment:
+        from ._splitting import run_splitting
+        return run_splitting(experiment, out_path, overwrite=overwrite, quiet=quiet,
+                             source=source, checkpoint_seconds=checkpoint_seconds, shard=shard)
     if os.path.exists(out_path) and not overwrite:
         raise ExperimentError(out_path, None, "exists (use --overwrite to replace it)")
     interval = _checkpoint_interval(experiment, checkpoint_seconds)

@@ -59,7 +59,8 @@ from ._plan import make_plan, model_for, sweep_points
 from ._runfile import replacing, root_attrs
 from ._schema import builtin_score
 
-__all__ = ["run_splitting", "resume_splitting", "SELECTION"]
+__all__ = ["run_splitting", "resume_splitting", "run_range", "run_share", "read_results",
+           "merge_results", "write_splitting", "SELECTION"]
 
 SELECTION = np.uint64(2**32 - 1)      # the serial of a run's selection stream
 _DRIVERS = {}
@@ -70,6 +71,15 @@ def _base(point, run):
     serials, 20 of runs, 12 of points (so a run's streams do not depend on how many runs
     or points there are)."""
     return np.uint64((point << 52) | (run << 32))
+
+
+def run_range(runs, shard):
+    """The independent runs [lo, hi) of shard (i, n): floor(i * runs / n) on. A run's
+    streams depend only on (point, run), so the shards' runs are the whole run's."""
+    if shard is None:
+        return 0, runs
+    i, n = shard
+    return i * runs // n, (i + 1) * runs // n
 
 
 def _score_function(spec, dim):
@@ -143,14 +153,13 @@ class _Point:
     FIELDS = ("bx", "baux", "bt", "bid", "origin", "top", "flag", "end", "serial", "cost",
               "loops", "log_weight", "iterations", "active", "extinct", "capped")
 
-    def __init__(self, drive, point_index, point, rows, seed, dtype, dim, saved=None):
+    def __init__(self, drive, point_index, point, rows, seed, dtype, dim, runs, saved=None):
         spl = point["splitting"]
         self.drive, self.point, self.rows, self.t_max = drive, point, rows, point["run"]["steps"]
-        self.n, self.k, self.runs, self.a, self.b = (spl["replicas"], spl["kill"], spl["runs"],
-                                                     spl["a"], spl["b"])
+        self.n, self.k, self.a, self.b = spl["replicas"], spl["kill"], spl["a"], spl["b"]
+        self.runs = runs[1] - runs[0]           # the independent runs runs[0]..runs[1]-1
         self.key = kernels.seed_key(seed)
-        self.bases = np.array([_base(point_index, r) for r in range(self.runs)],
-                              dtype=np.uint64)
+        self.bases = np.array([_base(point_index, r) for r in range(*runs)], dtype=np.uint64)
         self.zeros = np.zeros(self.n * self.runs, dtype=np.int64)
         if saved is not None:
             for name in self.FIELDS:
@@ -319,8 +328,11 @@ def score_of(point, x):
 
 
 def run_splitting(experiment, out_path, overwrite=False, quiet=False, source=None,
-                  checkpoint_seconds=None):
+                  checkpoint_seconds=None, shard=None):
     """Run a resolved experiment with a ``[splitting]`` table; write its run file.
+
+    ``shard=(i, n)`` runs only the independent runs ``run_range(runs, shard)`` of every
+    sweep point, into a shard file that ``sgdsim merge`` combines with the others.
 
     Until it is complete, ``out_path`` holds nothing or a checkpoint (complete = false:
     the finished sweep points' results and every array of the point in progress), saved
@@ -332,6 +344,21 @@ def run_splitting(experiment, out_path, overwrite=False, quiet=False, source=Non
     if os.path.exists(out_path) and not overwrite:
         raise ExperimentError(out_path, None, "exists (use --overwrite to replace it)")
     source = source or "<experiment>"
+    _check_inputs(experiment, source, shard)
+    _execute(experiment, out_path, {"point": 0, "results": [], "state": None,
+                                    "compile_seconds": 0.0, "wall_seconds": 0.0,
+                                    "shard": shard},
+             quiet, checkpoint_seconds)
+    return out_path
+
+
+def _check_inputs(experiment, source, shard):
+    """Refuse a sweep too large for the stream ids, more shards than runs, and a theta_0
+    outside (a, b)."""
+    runs = experiment["splitting"]["runs"]
+    if shard is not None and shard[1] > runs:
+        raise ExperimentError(source, "splitting.runs", f"{runs} independent runs cannot be "
+                                                        f"split into {shard[1]} shards")
     points = sweep_points(experiment)
     if len(points) > 4096:
         raise ExperimentError(source, "sweep", f"a splitting run takes at most 4096 sweep "
@@ -349,10 +376,15 @@ def run_splitting(experiment, out_path, overwrite=False, quiet=False, source=Non
                                   f"theta_0 must start between A and B{where}: a = "
                                   f"{spl['a']:g} < score(theta_0) = {s0:g} < b = "
                                   f"{spl['b']:g} is false")
-    _execute(experiment, out_path, {"point": 0, "results": [], "state": None,
-                                    "compile_seconds": 0.0, "wall_seconds": 0.0},
-             quiet, checkpoint_seconds)
-    return out_path
+
+
+def run_share(experiment, shard, quiet=False, source=None):
+    """The results of shard ``shard``'s runs, for ``sgdsim run --mpi`` (no checkpoints;
+    a signal stops it): (the per-point results, compile seconds)."""
+    _check_inputs(experiment, source or "<experiment>", shard)
+    return _execute(experiment, None, {"point": 0, "results": [], "state": None,
+                                       "compile_seconds": 0.0, "wall_seconds": 0.0,
+                                       "shard": shard}, quiet, None)
 
 
 def resume_splitting(path, experiment, quiet=False, checkpoint_seconds=None):
@@ -363,13 +395,11 @@ def resume_splitting(path, experiment, quiet=False, checkpoint_seconds=None):
         if "checkpoint" not in f:
             raise ExperimentError(path, None, "incomplete and without a checkpoint")
         ckpt = f["checkpoint"]
-        saved = {"point": int(ckpt.attrs["point"]), "state": None,
+        shard = tuple(int(v) for v in f.attrs["shard"]) if "shard" in f.attrs else None
+        saved = {"point": int(ckpt.attrs["point"]), "state": None, "shard": shard,
                  "compile_seconds": float(ckpt.attrs["compile_seconds"]),
                  "wall_seconds": float(ckpt.attrs["wall_seconds"])}
-        done = f["splitting"]
-        saved["results"] = [{name: (done[name][i] if name in DATASETS else int(done[name][i]))
-                             for name in (*DATASETS, "timeouts", "non_finite")}
-                            for i in range(saved["point"])]
+        saved["results"] = read_results(f, saved["point"])
         if "state" in ckpt:
             saved["state"] = {name: ckpt["state"][name][()] for name in _Point.FIELDS}
     if not quiet:
@@ -380,11 +410,16 @@ def resume_splitting(path, experiment, quiet=False, checkpoint_seconds=None):
 
 
 def _execute(experiment, out_path, saved, quiet, checkpoint_seconds):
-    """Run the sweep points from ``saved`` (a fresh start or a checkpoint) to the end."""
+    """Run the sweep points from ``saved`` (a fresh start or a checkpoint) to the end and
+    write the run file at ``out_path``; with ``out_path`` None, save nothing (a signal
+    raises KeyboardInterrupt). Returns (the per-point results, compile seconds)."""
     from ._engine import Interrupts, resolve_backend
     from ._runner import _checkpoint_interval
 
-    interval = _checkpoint_interval(experiment, checkpoint_seconds)
+    interval = (_checkpoint_interval(experiment, checkpoint_seconds) if out_path is not None
+                else math.inf)
+    shard = saved["shard"]
+    runs = run_range(experiment["splitting"]["runs"], shard)
     plan = make_plan(experiment, resolve_backend(experiment["run"]["backend"]))
     dtype = np.dtype(experiment["run"]["dtype"])
     seed = experiment["run"]["seed"]
@@ -406,7 +441,7 @@ def _execute(experiment, out_path, saved, quiet, checkpoint_seconds):
                 _warm(drive, point, rows, dtype, model.dim)     # compiles (or loads) it here
             compile_seconds += time.perf_counter() - tick
             state = saved["state"] if index == saved["point"] else None
-            ams = _Point(drive, index, point, rows, seed, dtype, model.dim, state)
+            ams = _Point(drive, index, point, rows, seed, dtype, model.dim, runs, state)
             last = time.perf_counter()
 
             def stop():
@@ -414,8 +449,10 @@ def _execute(experiment, out_path, saved, quiet, checkpoint_seconds):
                         or time.perf_counter() - last >= interval)
 
             while not ams.iterate(stop):
+                if out_path is None:
+                    raise KeyboardInterrupt
                 _save(out_path, plan, experiment, results, index, ams.state(),
-                      time.perf_counter() - started, compile_seconds)
+                      time.perf_counter() - started, compile_seconds, shard)
                 if interrupts.requested is not None:
                     _interrupted(out_path, index, len(points))
                 last = time.perf_counter()
@@ -426,13 +463,15 @@ def _execute(experiment, out_path, saved, quiet, checkpoint_seconds):
                       f"{np.nanmean(r['probability']):.3g} over {r['probability'].size} runs, "
                       f"{r['iterations'].mean():.0f} iterations a run", file=sys.stderr,
                       flush=True)
-            if index + 1 < len(points):
+            if index + 1 < len(points) and out_path is not None:
                 _save(out_path, plan, experiment, results, index + 1, None,
-                      time.perf_counter() - started, compile_seconds)
+                      time.perf_counter() - started, compile_seconds, shard)
                 if interrupts.requested is not None:
                     _interrupted(out_path, index + 1, len(points))
-        _write(out_path, plan, experiment, results, time.perf_counter() - started,
-               compile_seconds)
+    if out_path is not None:
+        write_splitting(out_path, plan, experiment, results, time.perf_counter() - started,
+                        compile_seconds, shard)
+    return results, compile_seconds
 
 
 DATASETS = {
@@ -453,10 +492,10 @@ def _interrupted(out_path, point, count):
     raise KeyboardInterrupt
 
 
-def _save(out_path, plan, experiment, results, point, state, wall, compile_seconds):
+def _save(out_path, plan, experiment, results, point, state, wall, compile_seconds, shard):
     """A checkpoint at ``out_path``: the finished points' results (``point`` of them) and
     the arrays of the point in progress, in a run file marked complete = false."""
-    with _file(out_path, plan, experiment, results, wall, compile_seconds, False) as f:
+    with _file(out_path, plan, experiment, results, wall, compile_seconds, False, shard) as f:
         ckpt = f.create_group("checkpoint")
         ckpt.attrs.update({"kind": "splitting", "point": point, "wall_seconds": wall,
                            "compile_seconds": compile_seconds})
@@ -466,13 +505,36 @@ def _save(out_path, plan, experiment, results, point, state, wall, compile_secon
                 group.create_dataset(name, data=value)
 
 
-def _write(out_path, plan, experiment, results, wall, compile_seconds):
-    with _file(out_path, plan, experiment, results, wall, compile_seconds, True):
-        pass
+def write_splitting(out_path, plan, experiment, results, wall, compile_seconds, shard=None,
+                    check=None, **attrs):
+    """The complete run file of ``results`` (shard ``shard``'s, or the whole run's), with
+    the root attributes ``attrs`` added; ``check()``, called before it replaces
+    ``out_path``, may raise to leave ``out_path`` as it was."""
+    with _file(out_path, plan, experiment, results, wall, compile_seconds, True, shard) as f:
+        f.attrs.update(attrs)
+        if check is not None:
+            check()
+
+
+def read_results(f, points):
+    """The results of the first ``points`` sweep points in the open run file ``f``."""
+    done = f["splitting"]
+    return [{name: (done[name][i] if name in DATASETS else int(done[name][i]))
+             for name in (*DATASETS, "timeouts", "non_finite")} for i in range(points)]
+
+
+def merge_results(parts):
+    """The results of the whole run from its shards' (in shard order): runs side by side,
+    counts added."""
+    merged = []
+    for point in zip(*parts):
+        merged.append({name: (np.concatenate([r[name] for r in point]) if name in DATASETS
+                              else sum(r[name] for r in point)) for name in point[0]})
+    return merged
 
 
 @contextlib.contextmanager
-def _file(out_path, plan, experiment, results, wall, compile_seconds, complete):
+def _file(out_path, plan, experiment, results, wall, compile_seconds, complete, shard):
     """The run file (replacing ``out_path`` when the block ends): attrs, /splitting with
     the results of ``results``' points, /sweep."""
     from ._engine import device_name
@@ -483,13 +545,17 @@ def _file(out_path, plan, experiment, results, wall, compile_seconds, complete):
                                      wall_seconds=wall,
                                      compile_seconds=compile_seconds).items():
             f.attrs[key] = value
-        f.attrs["trajectories"] = spl["replicas"] * spl["runs"]     # initial replicas
+        lo, hi = run_range(spl["runs"], shard)
+        f.attrs["trajectories"] = spl["replicas"] * (hi - lo)     # initial replicas
+        if shard is not None:
+            f.attrs["shard"] = np.array(shard, dtype=np.int64)
+            f.attrs["shard_runs"] = np.array([lo, hi], dtype=np.int64)
         group = f.create_group("splitting")
         for key, value in experiment["splitting"].items():
             group.attrs[key] = value
         group.attrs["doc"] = ("adaptive multilevel splitting: [P, runs] per sweep point and "
                               "independent run")
-        runs = spl["runs"]
+        runs = hi - lo
         for name, doc in DATASETS.items():
             data = np.stack([r[name] for r in results]) if results else np.zeros((0, runs))
             group.create_dataset(name, data=data).attrs["doc"] = doc

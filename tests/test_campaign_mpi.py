@@ -93,3 +93,18 @@ def test_mpi_failing_rank_fails_the_job_and_writes_nothing(tmp_path):
     assert "MPI rank 1 of 2 failed" in done.stderr and "second_derivative" in done.stderr
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_mpi_splitting_run_equals_the_single_process_run(tmp_path):
+    """A splitting run over 2 ranks: rank r takes the independent runs of shard r/2."""
+    from tests.test_splitting import two_walks
+
+    exp = tmp_path / "ams.toml"
+    exp.write_text(to_toml(two_walks()))
+    single = tmp_path / "single.h5"
+    sim.run_experiment(sim.resolve_experiment(two_walks(), "ams.toml"), single, quiet=True)
+    out = tmp_path / "mpi.h5"
+    done = _mpiexec(2, "run", exp, "-o", out, "--mpi", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert_same_datasets(single, out)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

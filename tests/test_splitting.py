@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from sgdsim import analysis, kernels, sim
+from sgdsim.sim._runner import merge_shards
 from tests._campaign import assert_same_datasets, sgdsim, to_toml
 from tests.conftest import (ROOT, cuda_simulator_subprocess, read_run, requires_cuda_sim,
                             run_file)
@@ -269,6 +270,35 @@ def test_a_checkpointed_run_resumes_bit_identical(tmp_path, monkeypatch):
         assert "state" in f["checkpoint"]     # in the middle of a point
     resume_run(out, quiet=True)
     assert_same_datasets(out, whole)
+
+
+def test_shards_merge_into_the_unsharded_run_bit_for_bit(tmp_path):
+    """--shard I/N cuts a splitting run over its independent runs (4 + 5 + 5 + 5 + 5 of 24
+    here); the merge puts them side by side, so it equals the unsharded run."""
+    whole = tmp_path / "whole.h5"
+    sim.run_experiment(sim.resolve_experiment(two_walks(), "test"), whole, quiet=True)
+    raw = two_walks()
+    shards = []
+    for i in range(5):
+        shards.append(tmp_path / f"shard{i}.h5")
+        sim.run_experiment(sim.resolve_experiment(raw, "test"), shards[-1], quiet=True,
+                           shard=(i, 5))
+    with h5py.File(shards[1], "r") as f:
+        assert list(f.attrs["shard_runs"]) == [4, 9]
+        assert f["splitting/probability"].shape == (2, 5)
+    merged = tmp_path / "merged.h5"
+    merge_shards(shards[::-1], merged)
+    assert_same_datasets(merged, whole)
+    with h5py.File(merged, "r") as f:
+        assert f.attrs["merged_shards"] == 5 and f.attrs["complete"]
+        assert "shard" not in f.attrs
+    missing = sgdsim("merge", *shards[:3], shards[4], "-o", tmp_path / "four.h5")
+    assert missing.returncode == 2 and "shard 3/5 missing" in missing.stderr, missing.stderr
+    (tmp_path / "exp.toml").write_text(to_toml(raw))
+    too_many = sgdsim("run", tmp_path / "exp.toml", "-o", tmp_path / "x.h5", "--shard", "0/25")
+    assert too_many.returncode == 2
+    assert "[splitting] runs = 24 cannot be split into --shard 0/25" in too_many.stderr
+    assert not (tmp_path / "x.h5").exists()
 
 
 @pytest.mark.slow  # about 20 s: two subprocesses and a resume
