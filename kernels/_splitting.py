@@ -73,6 +73,9 @@ def make_score(spec, dim, user=None):
     return score
 
 
+CUDA_BLOCK = 128      # threads a block of the CUDA replica kernel
+
+
 def _shapes(model, dynamics, dtype):
     """The dynamics' layout (noise, precision, single, kind, lay: kernels._launch.layout_of)
     and the array shapes of one replica: (aux rows, buffer rows, random rows), and the
@@ -209,7 +212,7 @@ def make_cuda_driver(model, dynamics, dtype, score):
             return
         changed = [cuda.to_device(v) for v in (x, aux, t, top, flag)]
         dx, daux, dt, dtop, dflag = changed
-        kernel[(n + 127) // 128, 128](dx, daux, dt, cuda.to_device(ids),
+        kernel[(n + CUDA_BLOCK - 1) // CUDA_BLOCK, CUDA_BLOCK](dx, daux, dt, cuda.to_device(ids),
                                       cuda.to_device(point), mode, cuda.to_device(level), a, b,
                                       t_max, key_lo, key_hi, cuda.to_device(p),
                                       cuda.to_device(d), dtop, dflag)

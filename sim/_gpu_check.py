@@ -192,7 +192,21 @@ def _variants():
         variants[f"bench/sgd_b1_final/{dtype}"] = _experiment(
             _SCALAR_MODELS["quadratic_finite_sum"], _SCALAR_DYNAMICS["sgd_b1"], dtype, {},
             {"value": 0.0})
+    # The replica walk of backend = "cuda" for a [splitting] table (kernels._splitting).
+    well = {"name": "polynomial", "coefficients": [1.0, 0.0, -2.0, 0.0, 1.0], "noise_var": 1.0}
+    for dtype in ("float32", "float64"):
+        variants[f"splitting/langevin/{dtype}"] = _splitting_experiment(
+            well, _SCALAR_DYNAMICS["langevin"], dtype)
+    variants["splitting/sgd_b1/float64"] = _splitting_experiment(
+        _SCALAR_MODELS["quadratic_finite_sum"], _SCALAR_DYNAMICS["sgd_b1"], "float64")
     return variants
+
+
+def _splitting_experiment(model, dynamics, dtype):
+    return {"run": {"seed": 7, "steps": _STEPS, "dtype": dtype, "backend": "cuda"},
+            "model": copy.deepcopy(model), "dynamics": copy.deepcopy(dynamics),
+            "init": {"value": -0.5}, "splitting": {"replicas": 4, "runs": 1, "a": -0.95,
+                                                   "b": 1.0, "start": "init"}}
 
 
 VARIANTS = _variants()
@@ -246,6 +260,31 @@ def _build(name, backend="cuda", observables=True, experiment=None,
     return kernel, inputs, experiment
 
 
+def _splitting_kernel(experiment):
+    """(the CUDA replica kernel, arguments of its launch, its layout's group, threads a
+    block) of a raw splitting experiment."""
+    from sgdsim import kernels
+    from sgdsim.kernels._launch import layout_of
+    from sgdsim.kernels._splitting import CUDA_BLOCK, aux_columns, make_cuda_driver, make_score
+    from sgdsim.sim._config import resolve_experiment
+    from sgdsim.sim._plan import model_for
+
+    experiment = resolve_experiment(copy.deepcopy(experiment), "gpu-check:splitting")
+    model = model_for(experiment["model"], experiment["dynamics"])
+    dtype, dynamics, n = np.dtype(experiment["run"]["dtype"]), experiment["dynamics"], 4
+    driver = make_cuda_driver(model, dynamics, dtype,
+                              make_score(experiment["splitting"]["score"], model.dim))
+    spl = experiment["splitting"]
+    key_lo, key_hi = kernels.seed_key(experiment["run"]["seed"])
+    args = (np.zeros((n, model.dim), dtype=dtype), np.zeros((n, aux_columns(dynamics, model.dim))),
+            np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.uint64),
+            np.zeros(n, dtype=np.int64), 0, np.zeros(n), spl["a"], spl["b"],
+            experiment["run"]["steps"], key_lo, key_hi, np.array([model.params]),
+            np.array([kernels.dynamics_params(dynamics)]), np.zeros(n),
+            np.zeros(n, dtype=np.int64))
+    return driver.kernel, args, layout_of(dynamics, dtype, model.dim)[4].group, CUDA_BLOCK
+
+
 def _launch_arguments(kernel, inputs):
     """Every argument of the kernel launch for ``run`` inputs (their types are the signature)."""
     state = kernel.start(*inputs)
@@ -262,17 +301,21 @@ def _compile_one(name, experiment, cc, out_dir):
     kernel = None
     try:
         start = time.perf_counter()
-        kernel, inputs, _ = _build(name, experiment=experiment)
-        ptx, seconds = compile_kernel_ptx(kernel.kernel, _launch_arguments(kernel, inputs), cc)
+        if "splitting" in experiment:
+            function, arguments, group, block = _splitting_kernel(experiment)
+        else:
+            kernel, inputs, _ = _build(name, experiment=experiment)
+            function, arguments, group, block = (kernel.kernel, _launch_arguments(kernel, inputs),
+                                                 kernel.group, REDUCE_GROUP)
+        ptx, seconds = compile_kernel_ptx(function, arguments, cc)
         path = pathlib.Path(out_dir) / (name.replace("/", "__") + f".sm_{cc[0]}{cc[1]}.ptx")
         path.write_text(ptx)
         figures = assemble(path, cc)
         row.update(registers=figures.registers, stack_bytes=figures.stack_bytes,
                    spill_stores=figures.spill_stores, spill_loads=figures.spill_loads,
-                   shared_bytes=figures.shared_bytes, block_size=REDUCE_GROUP,
-                   occupancy=occupancy(cc, figures.registers, figures.shared_bytes,
-                                       REDUCE_GROUP),
-                   **_step_figures(step_loop_instructions(figures.cubin, group=kernel.group)),
+                   shared_bytes=figures.shared_bytes, block_size=block,
+                   occupancy=occupancy(cc, figures.registers, figures.shared_bytes, block),
+                   **_step_figures(step_loop_instructions(figures.cubin, group=group)),
                    ptx=str(path), compile_seconds=round(time.perf_counter() - start, 2),
                    ptx_seconds=round(seconds, 2))
         note = _local_memory_note(name, figures, ptx)
@@ -344,6 +387,8 @@ def check(variants, ccs, out_dir, jobs=None, device=None, progress=None):
         device = _gpu_present()
     if device:
         for name, experiment in variants.items():
+            if "splitting" in experiment:
+                continue     # run on a GPU by tests/test_splitting.py's cuda backend test
             rows.append(run_on_device(name, experiment))
             if progress:
                 progress(rows[-1])

@@ -50,7 +50,8 @@ REPRESENTATIVE = ("scalar/polynomial/langevin/float32", "bench/langevin_first_pa
                   "scalar/quadratic_finite_sum/sgd_b1/float64",
                   "vector/linear_regression_d8/adam_b4/float64",
                   "vector/grooves_m2/two_time_scale/float32", "sharpness/uv/gd/float32",
-                  "period/uv/gd/float64", "user/*/langevin/float32")
+                  "period/uv/gd/float64", "splitting/langevin/float64",
+                  "user/*/langevin/float32")
 
 
 def _compile_variants(tmp_path, patterns):
@@ -208,41 +209,3 @@ def test_device_run_of_variants_agrees_under_the_simulator():
     for row in rows:
         assert "error" not in row, row
         assert row["observables_on"]["agree"] and row["observables_off"]["agree"]
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_the_splitting_replica_kernel_compiles_for_sm90(dtype, tmp_path):
-    """kernels._splitting.make_cuda_driver: the replica walk of the CPU driver, a thread per
-    replica, compiles to PTX for sm_90 (what backend = "cuda" runs for a [splitting] table).
-    In a fresh interpreter, as gpu-check compiles (no CPU-typed overloads around)."""
-    _require_tools()
-    code = textwrap.dedent(f"""
-        import numpy as np
-        from sgdsim import kernels, sim
-        from sgdsim.kernels._ptx import compile_kernel_ptx
-        from sgdsim.kernels._splitting import make_cuda_driver, make_score
-        from sgdsim.sim._plan import model_for
-
-        dtype = "{dtype}"
-        raw = {{"run": {{"seed": 7, "steps": 37, "dtype": dtype}},
-               "model": {{"name": "polynomial", "coefficients": [1.0, 0.0, -2.0, 0.0, 1.0],
-                         "noise_var": 1.0}},
-               "dynamics": {{"name": "langevin", "dt": 0.01, "temperature": 0.5}},
-               "init": {{"value": -0.9}}, "splitting": {{"a": -0.95, "b": 1.0}}}}
-        experiment = sim.resolve_experiment(raw, "test")
-        model = model_for(experiment["model"], experiment["dynamics"])
-        driver = make_cuda_driver(model, experiment["dynamics"], np.dtype(dtype),
-                                  make_score("theta", 1))
-        n = 4
-        key_lo, key_hi = kernels.seed_key(0)
-        args = (np.zeros((n, 1), dtype=dtype), np.zeros((n, 1)), np.zeros(n, dtype=np.int64),
-                np.zeros(n, dtype=np.uint64), np.zeros(n, dtype=np.int64), 0, np.zeros(n),
-                -1.0, 1.0, 10, key_lo, key_hi, np.array([model.params]),
-                np.array([kernels.dynamics_params(experiment["dynamics"])]), np.zeros(n),
-                np.zeros(n, dtype=np.int64))
-        ptx, _ = compile_kernel_ptx(driver.kernel, args, (9, 0))
-        assert ".entry" in ptx and "sm_90" in ptx
-        print("compiled", len(ptx))
-    """)
-    result = _compiling(["-c", code], str(tmp_path), timeout=600)
-    assert result.returncode == 0 and "compiled" in result.stdout, result.stderr[-3000:]
