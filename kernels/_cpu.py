@@ -287,7 +287,9 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                     tu = np.uint64(t)
                     q = ((t - 1) % GROUP) * PER_STEP
                     if GROUPED and (q == 0 or t == t_first + 1):
-                        for lane in range(LP):
+                        # The real lanes only: the idle lane never runs, and a 64-lane loop
+                        # vectorises whole (65 left one lane's Philox block to scalar code).
+                        for lane in range(L):
                             draw(rnd, lane, g0 + np.uint64(lane), tu, key_lo, key_hi, p)
                     # 1. One vectorised, branch-free loop over all lanes: the update (finished
                     #    lanes are computed and discarded), the commit of running lanes,
