@@ -193,6 +193,9 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
         conf_i, conf_f, boundaries, ts_steps = conf
         (x_final, fp_steps, div_steps, log_growth, lyap_steps, occupancy, hist, ts_partial,
          tracked_slots, aux_state, tangent_state, product_state, paths) = out
+        # The step takes the parameters in the state's dtype (a float32 run updates in
+        # float32: README, Reproducibility); the observables take them as given (float64).
+        pu, du = p.astype(x_final.dtype), d.astype(x_final.dtype)
         L = lanes_per_block
         LP = padded_lanes
         n = x_final.shape[0]
@@ -216,11 +219,11 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
         for group in numba.prange(n_groups):
             thread = numba.get_thread_id()
             th = np.zeros((dim, LP), dtype=x_final.dtype)
-            nxt = np.zeros((dim, LP))
+            nxt = np.zeros((dim, LP), dtype=x_final.dtype)
             aux = np.zeros((aux_rows, LP))
             nxt_aux = np.zeros((aux_rows, LP))
             v = np.zeros((dim, LP))
-            buf = np.zeros((buf_rows, LP))
+            buf = np.zeros((buf_rows, LP), dtype=x_final.dtype)
             rnd = np.zeros((rnd_rows, LP), dtype=rnd_dtype)
             running = np.zeros(LP, dtype=np.int64)
             unpassed = np.ones(LP, dtype=np.int64)
@@ -290,7 +293,7 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                         # The real lanes only: the idle lane never runs, and a 64-lane loop
                         # vectorises whole (65 left one lane's Philox block to scalar code).
                         for lane in range(L):
-                            draw(rnd, lane, g0 + np.uint64(lane), tu, key_lo, key_hi, p)
+                            draw(rnd, lane, g0 + np.uint64(lane), tu, key_lo, key_hi, pu)
                     # 1. One vectorised, branch-free loop over all lanes: the update (finished
                     #    lanes are computed and discarded), the commit of running lanes,
                     #    the event flags and the tangent product.
@@ -300,9 +303,9 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                         for lane in range(LP):
                             g = g0 + np.uint64(lane)
                             if not GROUPED:
-                                draw(rnd, lane, g, tu, key_lo, key_hi, p)
-                            update(th, aux, nxt, nxt_aux, buf, rnd, lane, g, tu, key_lo, key_hi, p,
-                                   d, q)
+                                draw(rnd, lane, g, tu, key_lo, key_hi, pu)
+                            update(th, aux, nxt, nxt_aux, buf, rnd, lane, g, tu, key_lo, key_hi,
+                                   pu, du, q)
                         for lane in range(LP):
                             f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
                                        threshold, sign, signed_level, coord)
@@ -311,11 +314,11 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                         for lane in range(LP):
                             g = g0 + np.uint64(lane)
                             if not GROUPED:
-                                draw(rnd, lane, g, tu, key_lo, key_hi, p)
+                                draw(rnd, lane, g, tu, key_lo, key_hi, pu)
                             extra = update(th, aux, nxt, nxt_aux, buf, rnd, lane, g, tu, key_lo,
-                                           key_hi, p, d, q)
-                            tangent_map(th, aux, v, buf, rnd, lane, g, tu, key_lo, key_hi, p, d,
-                                        extra, q)
+                                           key_hi, pu, du, q)
+                            tangent_map(th, aux, v, buf, rnd, lane, g, tu, key_lo, key_hi, pu,
+                                        du, extra, q)
                             norm = renormalise(v, lane)
                             f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
                                        threshold, sign, signed_level, coord)
@@ -328,9 +331,9 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                         for lane in range(LP):
                             g = g0 + np.uint64(lane)
                             if not GROUPED:
-                                draw(rnd, lane, g, tu, key_lo, key_hi, p)
-                            update(th, aux, nxt, nxt_aux, buf, rnd, lane, g, tu, key_lo, key_hi, p,
-                                   d, q)
+                                draw(rnd, lane, g, tu, key_lo, key_hi, pu)
+                            update(th, aux, nxt, nxt_aux, buf, rnd, lane, g, tu, key_lo, key_hi,
+                                   pu, du, q)
                             f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
                                        threshold, sign, signed_level, coord)
                             events |= f

@@ -126,20 +126,22 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
         j = group * REDUCE_GROUP + lane
         inside = j < n
         th = cuda.local.array((dim, 1), state_type)
-        nxt = cuda.local.array((dim, 1), numba.float64)
+        nxt = cuda.local.array((dim, 1), state_type)
         aux = cuda.local.array((aux_rows, 1), numba.float64)
         nxt_aux = cuda.local.array((aux_rows, 1), numba.float64)
         v = cuda.local.array((dim, 1), numba.float64)
-        buf = cuda.local.array((buf_rows, 1), numba.float64)
+        buf = cuda.local.array((buf_rows, 1), state_type)
         rnd = cuda.local.array((rnd_rows, 1), rnd_type)      # a group's random values
         # Loop invariants, in registers.
-        dl = cuda.local.array(n_d, numba.float64)
+        dl = cuda.local.array(n_d, state_type)
         for k in range(n_d):
             dl[k] = d[k] if k < d.shape[0] else 0.0
-        pl = cuda.local.array(n_pl, numba.float64)
+        pl = cuda.local.array(n_pl, numba.float64)      # for the observables
+        pu = cuda.local.array(n_pl, state_type)         # for the step: the state's dtype
         if copy_p:
             for k in range(n_pl):
                 pl[k] = p[k]
+                pu[k] = p[k]
         threshold = conf_f[F_DIV_THRESHOLD]
         coord = conf_i[I_COORD]
         eps = p[1] if two_scale else 1.0
@@ -217,7 +219,7 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
             contributes = running
             if t > start and running:
                 norm = step(th, aux, v, nxt, nxt_aux, buf, rnd, 0, g, np.uint64(t), key_lo, key_hi,
-                            pl if copy_p else p, dl, t == start + np.int32(1))
+                            pu if copy_p else p, dl, t == start + np.int32(1))
                 finite = True
                 for k in range(dim):
                     th[k, 0] = nxt[k, 0]

@@ -227,11 +227,11 @@ def _picker(dim, lay, registers):
         @_inline
         def pick(rnd, l, j):
             v0, v1, v2, v3 = rnd[0, l], rnd[1, l], rnd[2, l], rnd[3, l]
-            return np.float64(v0 if j == 0 else (v1 if j == 1 else (v2 if j == 2 else v3)))
+            return v0 if j == 0 else (v1 if j == 1 else (v2 if j == 2 else v3))
     else:
         @_inline
         def pick(rnd, l, j):
-            return np.float64(rnd[j, l])
+            return rnd[j, l]
     return pick
 
 

@@ -98,7 +98,7 @@ def _horner(terms):
     """
     if terms not in _HORNER:
         lines = [f"def horner_{terms}(x, p, offset):",
-                 f"    acc = p[offset + {terms - 1}] + 0.0 * x"]
+                 f"    acc = p[offset + {terms - 1}] + (x - x)"]
         lines += [f"    acc = acc * x + p[offset + {k}]" for k in range(terms - 2, -1, -1)]
         lines.append("    return acc")
         namespace = {}
@@ -114,7 +114,7 @@ def _logistic(x, p):
 
 @_inline
 def _const_std(x, p):
-    return p[_NOISE + 4] + 0.0 * x
+    return p[_NOISE + 4] + (x - x)
 
 
 @_inline
@@ -167,7 +167,7 @@ def _scalar_wrappers(loss1, grad1, hess1, std1, var_deriv1, sample_grad1, sample
 
     @_call
     def grad(th, l, p, out, row):
-        out[row, l] = grad1(np.float64(th[0, l]), p)
+        out[row, l] = grad1(th[0, l], p)
 
     @_call
     def hvp(th, l, p, v, vrow, out, row):
@@ -175,7 +175,7 @@ def _scalar_wrappers(loss1, grad1, hess1, std1, var_deriv1, sample_grad1, sample
 
     @_call
     def noise_std(th, l, p):
-        return std1(np.float64(th[0, l]), p)
+        return std1(th[0, l], p)
 
     @_call
     def noise_var_dir(th, l, p, v, vrow):
@@ -183,7 +183,7 @@ def _scalar_wrappers(loss1, grad1, hess1, std1, var_deriv1, sample_grad1, sample
 
     @_call
     def add_sample_grad(th, l, p, i, scale, out, row):
-        out[row, l] = out[row, l] + scale * sample_grad1(np.float64(th[0, l]), i, p)
+        out[row, l] = out[row, l] + scale * sample_grad1(th[0, l], i, p)
 
     @_call
     def add_sample_hvp(th, l, p, i, v, vrow, scale, out, row):

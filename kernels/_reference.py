@@ -67,6 +67,7 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=(), buf_ro
         n = x_final.shape[0]
         dtype = x_final.dtype
         th = x_final.T.copy()                                  # [d, n], the state's dtype
+        pu, du = p.astype(dtype), d.astype(dtype)              # the step's parameters
         aux = aux_state.T.copy()
         v = tangent_state.T.copy()
         local = np.arange(n)
@@ -119,18 +120,18 @@ def make_numpy_kernel(step, model, aux_rows=0, tangent=False, tracked=(), buf_ro
                 record(ts_index[0], running)
             paths[point_index[rows], 0, :] = th[:, rows].T
         # Diverging and stopped trajectories make inf/NaN that are masked out below.
-        buf = np.empty((buf_rows or 2 * dim, n))
+        buf = np.empty((buf_rows or 2 * dim, n), dtype=dtype)
         rnd = np.empty((rnd_rows, n), dtype=rnd_dtype)      # a group's random values stay in it
         with np.errstate(all="ignore"):
             for t in range(t_first + 1, t_last + 1):
                 if not running.any():
                     break
-                nxt, nxt_aux = np.empty((dim, n)), aux.copy()
+                nxt, nxt_aux = np.empty((dim, n), dtype=dtype), aux.copy()
                 before = v.copy()
-                norm = step(th.astype(np.float64), aux, v, nxt, nxt_aux, buf, rnd, _ALL, g,
-                            np.uint64(t), key_lo, key_hi, p, d, t == t_first + 1)
+                norm = step(th, aux, v, nxt, nxt_aux, buf, rnd, _ALL, g,
+                            np.uint64(t), key_lo, key_hi, pu, du, t == t_first + 1)
                 v = np.where(running, v, before)
-                th = np.where(running, nxt.astype(dtype), th)
+                th = np.where(running, nxt, th)
                 aux = np.where(running, nxt_aux, aux)
                 value = watched(th.astype(np.float64))
                 bad = running & (~np.isfinite(th).all(axis=0)

@@ -174,8 +174,9 @@ def make_driver(model, dynamics, dtype, score, cache=False, name="sgdsim_splitti
     def advance(x, aux, t, ids, point, mode, level, a, b, t_max, key_lo, key_hi, p, d, top,
                 flag):
         for r in numba.prange(x.shape[0]):
-            walk(r, np.zeros((dim, 1), dtype=x.dtype), np.zeros((dim, 1)),
-                 np.zeros((aux_rows, 1)), np.zeros((aux_rows, 1)), np.zeros((buf_rows, 1)),
+            walk(r, np.zeros((dim, 1), dtype=x.dtype), np.zeros((dim, 1), dtype=x.dtype),
+                 np.zeros((aux_rows, 1)), np.zeros((aux_rows, 1)),
+                 np.zeros((buf_rows, 1), dtype=x.dtype),
                  np.zeros((rnd_rows, 1), dtype=rnd_dtype), x, aux, t, ids, point, mode, level,
                  a, b, t_max, key_lo, key_hi, p, d, top, flag)
 
@@ -198,10 +199,10 @@ def make_cuda_driver(model, dynamics, dtype, score):
         r = cuda.grid(1)
         if r < x.shape[0]:
             walk(r, cuda.local.array((dim, 1), state_type),
-                 cuda.local.array((dim, 1), numba.float64),
+                 cuda.local.array((dim, 1), state_type),
                  cuda.local.array((aux_rows, 1), numba.float64),
                  cuda.local.array((aux_rows, 1), numba.float64),
-                 cuda.local.array((buf_rows, 1), numba.float64),
+                 cuda.local.array((buf_rows, 1), state_type),
                  cuda.local.array((rnd_rows, 1), rnd_type), x, aux, t, ids, point, mode, level,
                  a, b, t_max, key_lo, key_hi, p, d, top, flag)
 
@@ -276,12 +277,13 @@ def make_numpy_driver(model, dynamics, dtype, score):
                                 & (point[walking] == point[first])
                                 & (fresh[walking] == fresh[first])]
                 m = group.size
-                nxt, nxt_aux, r = np.empty((dim, m)), ax[:, group].copy(), rnd[:, group]
-                step(th[:, group].astype(np.float64), ax[:, group], np.zeros((dim, m)), nxt,
-                     nxt_aux, np.empty((buf_rows, m)), r, _ALL, ids[group],
+                nxt, nxt_aux, r = (np.empty((dim, m), dtype=th.dtype), ax[:, group].copy(),
+                                   rnd[:, group])
+                step(th[:, group], ax[:, group], np.zeros((dim, m)), nxt,
+                     nxt_aux, np.empty((buf_rows, m), dtype=th.dtype), r, _ALL, ids[group],
                      np.uint64(steps[first] + 1), key_lo, key_hi, p[point[first]],
                      d[point[first]], bool(fresh[first]))
-                th[:, group], ax[:, group], rnd[:, group] = nxt.astype(th.dtype), nxt_aux, r
+                th[:, group], ax[:, group], rnd[:, group] = nxt, nxt_aux, r
                 steps[group] += 1
                 fresh[group] = False
                 s[group] = score(th[:, group].T)

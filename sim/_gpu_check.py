@@ -279,8 +279,8 @@ def _splitting_kernel(experiment):
     args = (np.zeros((n, model.dim), dtype=dtype), np.zeros((n, aux_columns(dynamics, model.dim))),
             np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.uint64),
             np.zeros(n, dtype=np.int64), 0, np.zeros(n), spl["a"], spl["b"],
-            experiment["run"]["steps"], key_lo, key_hi, np.array([model.params]),
-            np.array([kernels.dynamics_params(dynamics)]), np.zeros(n),
+            experiment["run"]["steps"], key_lo, key_hi, np.array([model.params], dtype=dtype),
+            np.array([kernels.dynamics_params(dynamics)], dtype=dtype), np.zeros(n),
             np.zeros(n, dtype=np.int64))
     return driver.kernel, args, layout_of(dynamics, dtype, model.dim)[4].group, CUDA_BLOCK
 

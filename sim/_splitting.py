@@ -435,9 +435,9 @@ def _execute(experiment, out_path, saved, quiet, checkpoint_seconds):
             with interrupts.immediate():
                 drive = _driver(model, point["dynamics"], dtype, point["splitting"]["score"],
                                 plan.backend)
-                rows = (np.array([model.params], dtype=np.float64),
-                        np.array([kernels.dynamics_params(point["dynamics"])],
-                                 dtype=np.float64))
+                # In the state's dtype, as a chunk kernel takes them (kernels._launch).
+                rows = (np.array([model.params], dtype=dtype),
+                        np.array([kernels.dynamics_params(point["dynamics"])], dtype=dtype))
                 _warm(drive, point, rows, dtype, model.dim)     # compiles (or loads) it here
             compile_seconds += time.perf_counter() - tick
             state = saved["state"] if index == saved["point"] else None

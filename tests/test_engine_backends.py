@@ -95,6 +95,26 @@ def test_float32_state_stays_float32_and_close_to_float64(tmp_path):
     np.testing.assert_allclose(single["final/theta"], double["final/theta"], atol=1e-4)
 
 
+def test_float32_runs_update_in_float32_on_cpu_and_numpy_alike(tmp_path):
+    """A float32 run takes its step in float32 (the polynomial's Horner rule, dt and the
+    noise amplitude in float32) on the vectorised CPU kernel and on the numpy reference:
+    the same float32 operations in the same order, so the same bits."""
+    def w1(backend):
+        return {"run": {"seed": 11, "trajectories": 600, "steps": 80, "backend": backend,
+                        "dtype": "float32"},
+                "model": {"name": "polynomial", "coefficients": [1.0, 0.0, -2.0, 0.0, 1.0],
+                          "noise_var": 1.0},
+                "dynamics": {"name": "langevin", "dt": 0.05, "temperature": 0.5},
+                "init": {"normal": {"mean": -1.0, "std": 0.5}},
+                "observables": {"first_passage": {"above": 0.0}}}
+    cpu = run_file(tmp_path, w1("cpu"), "cpu.h5")
+    ref = run_file(tmp_path, w1("numpy"), "np.h5")
+    assert cpu["final/theta"].dtype == np.float32
+    np.testing.assert_array_equal(cpu["final/theta"], ref["final/theta"])
+    np.testing.assert_array_equal(cpu["first_passage/steps"], ref["first_passage/steps"])
+    assert 0 < (cpu["first_passage/steps"] >= 0).mean() < 1
+
+
 @requires_cuda_sim
 @pytest.mark.parametrize("make", ["langevin", "sgd_unstable"])
 def test_cuda_simulator_agrees_with_cpu(tmp_path, make):

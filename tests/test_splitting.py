@@ -90,8 +90,8 @@ def test_a_replica_is_the_engine_trajectory_bit_for_bit(tmp_path, model_spec, dy
     aux = np.zeros((8, aux_columns(resolved["dynamics"], dim)))
     t = np.zeros(8, dtype=np.int64)
     key_lo, key_hi = kernels.seed_key(7)
-    p = np.array([model.params])
-    d = np.array([kernels.dynamics_params(resolved["dynamics"])])
+    p = np.array([model.params], dtype=dtype)       # in the state's dtype, as the engine's
+    d = np.array([kernels.dynamics_params(resolved["dynamics"])], dtype=dtype)
     top, flag = np.zeros(8), np.zeros(8, dtype=np.int64)
     for stop in (13, 37):                 # 13: in the middle of a group of four steps
         drive(x, aux, t, np.arange(8, dtype=np.uint64), np.zeros(8, dtype=np.int64),
