@@ -245,7 +245,10 @@ def _dry_run(experiment, args):
     from sgdsim.sim._plan import check_capabilities, model_for
     from sgdsim.sim._runner import planned
 
-    plan = planned(experiment, resolve_backend(experiment["run"]["backend"]), args.shard)
+    backend = resolve_backend(experiment["run"]["backend"])
+    if "splitting" in experiment:
+        return _dry_run_splitting(experiment, backend, args.shard)
+    plan = planned(experiment, backend, args.shard)
     variants = set()
     for _, point in plan.points:
         model = model_for(point["model"], point["dynamics"])
@@ -257,6 +260,29 @@ def _dry_run(experiment, args):
         print(line)
     if not args.force:
         _sizing.check(plan, args.output, args.experiment)
+    return 0
+
+
+def _dry_run_splitting(experiment, backend, shard):
+    """What a splitting run would do: its AMS runs, replicas and kernels (no chunks)."""
+    from sgdsim.sim._plan import model_for, sweep_points
+    from sgdsim.sim._splitting import run_range
+
+    spl = experiment["splitting"]
+    lo, hi = run_range(spl["runs"], shard)
+    points = sweep_points(experiment)
+    kernels = {(model_for(p["model"], p["dynamics"]).specialisation, p["dynamics"]["name"])
+               for _, p in points}
+    which = f" (runs {lo}..{hi - 1} of {spl['runs']}, shard {shard[0]}/{shard[1]})" \
+        if shard is not None else ""
+    print(f"splitting (AMS): {len(points)} sweep point(s) x {hi - lo} independent run(s)"
+          f"{which} x {spl['replicas']} replicas, kill {spl['kill']}, score {spl['score']}, "
+          f"start {spl['start']}")
+    print(f"backend: {backend}; replica kernels to compile: {len(kernels)}")
+    print(f"paths stop at A = {{score <= {spl['a']:g}}}, B = {{score >= {spl['b']:g}}} or "
+          f"after run.steps = {experiment['run']['steps']} steps; at most "
+          f"{spl['max_iterations']} iterations a run")
+    print("run file: /splitting datasets of [points, runs]: a few kB")
     return 0
 
 

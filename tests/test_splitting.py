@@ -299,6 +299,11 @@ def test_shards_merge_into_the_unsharded_run_bit_for_bit(tmp_path):
     assert too_many.returncode == 2
     assert "[splitting] runs = 24 cannot be split into --shard 0/25" in too_many.stderr
     assert not (tmp_path / "x.h5").exists()
+    plan = sgdsim("run", tmp_path / "exp.toml", "-o", tmp_path / "x.h5", "--shard", "1/5",
+                  "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert "2 sweep point(s) x 5 independent run(s) (runs 4..8 of 24" in plan.stdout
+    assert not (tmp_path / "x.h5").exists()
 
 
 @pytest.mark.slow  # about 20 s: two subprocesses and a resume
