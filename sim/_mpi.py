@@ -125,7 +125,8 @@ def run_mpi(experiment, out_path, overwrite=False, quiet=False, source=None):
         return out_path
     devices = "; ".join(sorted({info[1] for _, info in reports}))
     if splitting:
-        _write_splitting(comm, size, experiment, share, out_path, devices, wall_start)
+        _write_splitting(comm, size, experiment, backend, share, out_path, devices,
+                         wall_start)
     else:
         _write_chunks(comm, size, experiment, plan, piece, out_path, devices, wall_start)
     comm.bcast(True, root=0)
@@ -150,13 +151,13 @@ def _writing(out_path):
         MPI.COMM_WORLD.Abort(1)
 
 
-def _write_splitting(comm, size, experiment, share, out_path, devices, wall_start):
+def _write_splitting(comm, size, experiment, backend, share, out_path, devices, wall_start):
     """A splitting run: rank r ran the independent runs run_range(runs, (r, size))."""
     from ._splitting import merge_results, write_splitting
 
     with _writing(out_path):
         shares = [share] + [comm.recv(source=r, tag=5) for r in range(1, size)]
-        plan = make_plan(experiment, resolve_backend(experiment["run"]["backend"]))
+        plan = make_plan(experiment, backend)
         write_splitting(out_path, plan, experiment, merge_results([s[0] for s in shares]),
                         time.perf_counter() - wall_start, sum(s[1] for s in shares),
                         device=devices, mpi_ranks=size)
