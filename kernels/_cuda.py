@@ -214,12 +214,13 @@ def make_cuda_kernel(step, model, dtype, observables=OBSERVABLES, n_dynamics=1, 
         if PATHS and inside and i < path_count and start == 0:
             for k in range(dim):
                 paths[i, 0, k] = th[k, 0]
-        last = np.int32(t_last)
-        for t in range(start, last + np.int32(1)):
+        end = np.int32(t_last + 1)
+        first_step = np.int32(start + 1)    # the slice's first step draws its group
+        for t in range(start, end):
             contributes = running
             if t > start and running:
                 norm = step(th, aux, v, nxt, nxt_aux, buf, rnd, 0, g, np.uint64(t), key_lo, key_hi,
-                            pu if copy_p else p, dl, t == start + np.int32(1))
+                            pu if copy_p else p, dl, t == first_step)
                 finite = True
                 for k in range(dim):
                     th[k, 0] = nxt[k, 0]

@@ -226,8 +226,11 @@ def _picker(dim, lay, registers):
         # group > 1 only when a group uses at most the four values of one block.
         @_inline
         def pick(rnd, l, j):
-            v0, v1, v2, v3 = rnd[0, l], rnd[1, l], rnd[2, l], rnd[3, l]
-            return v0 if j == 0 else (v1 if j == 1 else (v2 if j == 2 else v3))
+            # Three selects on j's two bits: branch-free, so no per-step branches.
+            odd, high = (j & 1) != 0, (j & 2) != 0
+            low_pair = rnd[1, l] if odd else rnd[0, l]
+            high_pair = rnd[3, l] if odd else rnd[2, l]
+            return high_pair if high else low_pair
     else:
         @_inline
         def pick(rnd, l, j):

@@ -116,7 +116,13 @@ def batch_group(i, conf_i):
 
 @jitable(inline=True)
 def watched(th, l, coord):
-    """The watched scalar of lane l: coordinate ``coord`` of the state, or its norm."""
+    """The watched scalar of lane l: coordinate ``coord`` of the state, or its norm.
+
+    A 1-D state's norm is its absolute value (no square root: the shape is a
+    compile-time constant, so the other branch is not compiled in)."""
+    if th.shape[0] == 1:
+        x = np.float64(th[0, l])
+        return abs(x) if coord == COORD_NORM else x
     if coord == COORD_NORM:
         total = 0.0
         for k in range(th.shape[0]):
