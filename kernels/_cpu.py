@@ -72,36 +72,65 @@ def compile_cpu(kernel, name, cache):
 
 
 def _committer(dim, aux_size, first_passage):
+    """(commit, events) of the CPU lanes; see their docstrings."""
     @jitable(inline=True)
-    def commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag, threshold, sign,
-               signed_level, coord):
-        """Commit lane's update if it is running (rounded to the state dtype) and flag its
-        events: 2 diverged, 1 first passage, 0 none. Branch-free, so the lane loops that
-        call it vectorise. ``threshold`` is finite (at most the largest float64), so
-        |x| <= threshold fails for inf and NaN too."""
-        r = running[lane]
-        for k in range(aux_size):
-            aux[k, lane] = nxt_aux[k, lane] if r != 0 else aux[k, lane]
+    def events(th, lane, running, unpassed, limits, limits_1d, coord):
+        """The events of lane's committed state: 2 diverged, 1 first passage, 0 none (or not
+        running). Branch-free, so the lane loops that call it vectorise. ``limits`` are
+        (threshold, sign, signed level) in float64, ``limits_1d`` the same rounded outward
+        to the state's dtype (``state_limits``). The threshold is finite (at most the
+        largest float), so |x| <= threshold fails for inf and NaN too."""
         if dim == 1:
-            # One coordinate: it is the watched value, or its absolute value is (the norm).
-            th[0, lane] = nxt[0, lane] if r != 0 else th[0, lane]
-            y = np.float64(th[0, lane])
-            x = abs(y) if coord == COORD_NORM else y
-            bad = np.int64(not (abs(y) <= threshold))
+            # One coordinate: it is the watched value, or its absolute value is (the norm),
+            # compared in the state's dtype with limits that give the float64 comparisons'
+            # answers (twice as many lanes a vector in float32).
+            threshold_1d, sign_1d, level_1d = limits_1d
+            y = th[0, lane]
+            x1 = abs(y) if coord == COORD_NORM else y
+            bad = np.int64(not (abs(y) <= threshold_1d))
+            hit = unpassed[lane] * np.int64(sign_1d * x1 >= level_1d) if first_passage else 0
         else:
+            threshold, sign, signed_level = limits
             finite = True
             for k in range(dim):
-                value = nxt[k, lane] if r != 0 else th[k, lane]
-                th[k, lane] = value
                 finite = finite and math.isfinite(th[k, lane])
             x = watched(th, lane, coord)
             bad = np.int64(not (finite and abs(x) <= threshold))
-        hit = unpassed[lane] * np.int64(sign * x >= signed_level) if first_passage else 0
-        f = r * (bad * 2 + hit)
-        flag[lane] = f
-        return f
+            hit = unpassed[lane] * np.int64(sign * x >= signed_level) if first_passage else 0
+        return running[lane] * (bad * 2 + hit)
 
-    return commit
+    @jitable(inline=True)
+    def commit(th, nxt, aux, nxt_aux, lane, running, unpassed, limits, limits_1d, coord):
+        """Commit lane's update if it is running (rounded to the state dtype); return its
+        events. No flag is stored: the rare lanes' events are found again (``events``)."""
+        r = running[lane]
+        for k in range(aux_size):
+            aux[k, lane] = nxt_aux[k, lane] if r != 0 else aux[k, lane]
+        for k in range(dim):
+            th[k, lane] = nxt[k, lane] if r != 0 else th[k, lane]
+        return events(th, lane, running, unpassed, limits, limits_1d, coord)
+
+    return commit, events
+
+
+@jitable
+def _rounded(like, value, up):
+    """``value`` rounded up (``up``) or down to the dtype of array ``like``: for every v of
+    that dtype, v >= result exactly when v >= value (up), v <= result when v <= value."""
+    r = np.empty(2, dtype=like.dtype)
+    r[0] = value
+    r[1] = np.inf if up else -np.inf
+    if (r[0] < value) if up else (r[0] > value):
+        r[0] = np.nextafter(r[0], r[1])
+    return r[0]
+
+
+@jitable
+def state_limits(like, threshold, sign, signed_level):
+    """(threshold, sign, signed level) in the dtype of ``like``, rounded outward so that
+    |y| <= threshold and sign y >= signed level answer as in float64 for every y of it."""
+    return (_rounded(like, threshold, False), _rounded(like, sign, True),
+            _rounded(like, signed_level, True))
 
 
 def make_recorder(model, series=()):
@@ -173,7 +202,7 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
     split = bool(split_update and not tangent)
     HIST, OCC, TS, PATHS, FP = (name in observables for name in
                                 ("histogram", "occupancy", "timeseries", "paths", "first_passage"))
-    commit = _committer(dim, aux_size, FP)
+    commit, lane_events = _committer(dim, aux_size, FP)
     draw, update, tangent_map, lay, rnd_dtype = rule
     rnd_rows = random_rows(lay)
     GROUP, PER_STEP = lay.group, lay.per_step
@@ -216,6 +245,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
         mode = conf_i[I_FP_MODE] if FP else FP_NONE
         sign = 1.0 if mode == FP_ABOVE else (-1.0 if mode == FP_BELOW else 0.0)
         signed_level = sign * conf_f[F_FP_LEVEL] if mode != 0 else 1.0
+        limits = (threshold, sign, signed_level)
+        limits_1d = state_limits(x_final, threshold, sign, signed_level)
         for group in numba.prange(n_groups):
             thread = numba.get_thread_id()
             th = np.zeros((dim, LP), dtype=x_final.dtype)
@@ -307,8 +338,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                             update(th, aux, nxt, nxt_aux, buf, rnd, lane, g, tu, key_lo, key_hi,
                                    pu, du, q)
                         for lane in range(LP):
-                            f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
-                                       threshold, sign, signed_level, coord)
+                            f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed,
+                                       limits, limits_1d, coord)
                             events |= f
                     elif tangent:
                         for lane in range(LP):
@@ -320,8 +351,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                             tangent_map(th, aux, v, buf, rnd, lane, g, tu, key_lo, key_hi, pu,
                                         du, extra, q)
                             norm = renormalise(v, lane)
-                            f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
-                                       threshold, sign, signed_level, coord)
+                            f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed,
+                                       limits, limits_1d, coord)
                             events |= f
                             counts = running[lane] * np.int64(f < 2)
                             product[lane] *= norm if counts != 0 else 1.0
@@ -334,8 +365,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                                 draw(rnd, lane, g, tu, key_lo, key_hi, pu)
                             update(th, aux, nxt, nxt_aux, buf, rnd, lane, g, tu, key_lo, key_hi,
                                    pu, du, q)
-                            f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed, flag,
-                                       threshold, sign, signed_level, coord)
+                            f = commit(th, nxt, aux, nxt_aux, lane, running, unpassed,
+                                       limits, limits_1d, coord)
                             events |= f
                     if folds != 0:
                         for lane in range(LP):
@@ -346,6 +377,8 @@ def make_cpu_kernel(rule, model, cache=False, split_update=False, observables=OB
                     stopping = False
                     if events != 0:
                         for lane in range(lanes):
+                            flag[lane] = lane_events(th, lane, running, unpassed, limits,
+                                                     limits_1d, coord)
                             if flag[lane] >= 2:
                                 div[lane] = t
                                 running[lane] = 0

@@ -115,6 +115,36 @@ def test_float32_runs_update_in_float32_on_cpu_and_numpy_alike(tmp_path):
     assert 0 < (cpu["first_passage/steps"] >= 0).mean() < 1
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # 1e300 -> inf
+def test_float32_event_limits_answer_as_the_float64_comparisons():
+    """The CPU lanes compare a float32 state with the divergence threshold and the first
+    passage level rounded outward to float32: for every float32 y near them, the answers
+    are those of the float64 comparisons |y| <= threshold and sign y >= sign level."""
+    import numba
+    from sgdsim.kernels._cpu import state_limits
+
+    limits = numba.njit(lambda like, t, s, level: state_limits(like, t, s, level))
+    like = np.zeros(1, dtype=np.float32)
+    for threshold in (3.0, 1e6 + 0.3, 0.1, 1e300):
+        for sign, level in ((1.0, 0.1), (-1.0, -0.1), (1.0, -1e-3), (-1.0, 2.5), (1.0, 1e39)):
+            # (numba returns float32 scalars as Python floats: they must be float32 values.)
+            t32, s32, l32 = (np.float32(v) for v in limits(like, threshold, sign, sign * level))
+            assert limits(like, threshold, sign, sign * level) == (t32, s32, l32)
+            near = []
+            for centre in (np.float32(threshold), np.float32(level), -np.float32(level), t32,
+                           l32, -l32):
+                up, down = centre, centre
+                for _ in range(3):
+                    near += [up, down]
+                    up = np.nextafter(up, np.float32(np.inf))
+                    down = np.nextafter(down, np.float32(-np.inf))
+            for y in near:
+                assert (abs(y) <= t32) == (abs(np.float64(y)) <= threshold), (y, threshold)
+                assert (s32 * y >= l32) == (sign * np.float64(y) >= sign * level), (y, level)
+    # A float64 state compares with the values themselves.
+    assert limits(np.zeros(1), 0.1, -1.0, -0.3) == (0.1, -1.0, -0.3)
+
+
 @requires_cuda_sim
 @pytest.mark.parametrize("make", ["langevin", "sgd_unstable"])
 def test_cuda_simulator_agrees_with_cpu(tmp_path, make):
