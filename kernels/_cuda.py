@@ -16,9 +16,10 @@ shared-memory copy, added to the global one once at the end of the block
 
 A thread block is one reduction group (REDUCE_GROUP trajectories): the
 timeseries sums are reduced column by column through one shared buffer in a
-fixed tree order and written once per block and recorded step. The update is
-float64 arithmetic, the state rounded to its dtype after every step; float32
-runs draw their normals with the float32 transform. Runs on a GPU, or on the
+fixed tree order and written once per block and recorded step. The step is
+arithmetic in the state's dtype (its parameters copied in that dtype; the
+observables keep float64 ones); float32 runs draw their normals with the float32
+transform. Runs on a GPU, or on the
 CPU under ``NUMBA_ENABLE_CUDASIM=1`` for tests.
 """
 import math
