@@ -128,8 +128,9 @@ def test_float32_event_limits_answer_as_the_float64_comparisons():
     for threshold in (3.0, 1e6 + 0.3, 0.1, 1e300):
         for sign, level in ((1.0, 0.1), (-1.0, -0.1), (1.0, -1e-3), (-1.0, 2.5), (1.0, 1e39)):
             # (numba returns float32 scalars as Python floats: they must be float32 values.)
-            t32, s32, l32 = (np.float32(v) for v in limits(like, threshold, sign, sign * level))
-            assert limits(like, threshold, sign, sign * level) == (t32, s32, l32)
+            got = limits(like, threshold, sign, sign * level)
+            t32, s32, l32 = (np.float32(v) for v in got)
+            assert got == (t32, s32, l32)
             near = []
             for centre in (np.float32(threshold), np.float32(level), -np.float32(level), t32,
                            l32, -l32):
